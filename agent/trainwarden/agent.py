@@ -1,0 +1,218 @@
+"""Wiring: the one place that starts threads, the file observer and the HTTP server.
+
+One worker thread owns all reading (discovery, cold scans, tailing); watchdog handlers only put paths on its
+queue, and a poll every `poll_interval` seconds covers file systems that send no events (network mounts).
+HTTP threads only take snapshots.
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+from .document import status_document
+from .export import CollectorStats, make_registry
+from .policy import DEFAULT_POLICY, Policy
+from .sources.fleet import Fleet
+from .sources.lastlines import last_lines
+from .web import WebApp, make_server
+
+log = logging.getLogger("trainwarden.agent")
+_REDISCOVER = object()
+
+
+class _EnqueueHandler:
+    """A watchdog event handler that only enqueues the path and can never raise (an exception would end the
+    observer thread silently)."""
+
+    def __init__(self, events: queue.Queue) -> None:
+        self.events = events
+
+    def dispatch(self, event) -> None:
+        try:
+            self.events.put_nowait(event.src_path)
+            dest = getattr(event, "dest_path", None)
+            if dest:
+                self.events.put_nowait(dest)
+        except Exception:  # noqa: BLE001 - see the class docstring
+            pass
+
+
+def newest_log(reader) -> Path | None:
+    for session in reversed(reader.layout.sessions):
+        if session.log is not None:
+            return session.log
+    return None
+
+
+class Agent:
+    def __init__(
+        self,
+        roots: list[Path],
+        host: str = "127.0.0.1",
+        port: int = 9841,
+        policy: Policy = DEFAULT_POLICY,
+        poll_interval: float = 1.0,
+        rediscover_interval: float = 5.0,
+        use_watchdog: bool = True,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.fleet = Fleet(roots)
+        self.policy = policy
+        self.poll_interval = poll_interval
+        self.rediscover_interval = rediscover_interval
+        self.use_watchdog = use_watchdog
+        self.clock = clock
+        self.stats = CollectorStats()
+        self.events: queue.Queue = queue.Queue(maxsize=100000)
+        self.ready = threading.Event()  # set once the first discovery (the cold scans) is done
+        self._stop = threading.Event()
+        self._observer = None
+        self._worker: threading.Thread | None = None
+        self.registry = make_registry(self.status_document, self.stats)
+        app = WebApp(registry=self.registry, status=self.status_document, tail=self.tail)
+        self.server = make_server(app, host, port)
+        self._server_thread: threading.Thread | None = None
+
+    @property
+    def address(self) -> tuple[str, int]:
+        host, port = self.server.server_address[:2]
+        return str(host), int(port)
+
+    # -- reading (HTTP threads) ------------------------------------------------------------------------------
+    def status_document(self) -> dict:
+        return status_document(self.fleet.snapshots(), self.policy, self.clock())
+
+    def tail(self, run: str, n: int) -> dict | None:
+        for reader in self.fleet.current_readers():
+            if reader.state.name == run:
+                path = newest_log(reader)
+                if path is None:
+                    return {"run": run, "file": None, "lines": []}
+                try:
+                    return {"run": run, "file": str(path), "lines": last_lines(path, n)}
+                except OSError as exc:
+                    return {"run": run, "file": str(path), "lines": [], "error": exc.strerror or str(exc)}
+        return None
+
+    # -- lifecycle -------------------------------------------------------------------------------------------
+    def start(self) -> None:
+        self._server_thread = threading.Thread(target=self.server.serve_forever, name="http", daemon=True)
+        self._server_thread.start()
+        self._worker = threading.Thread(target=self._work, name="reader", daemon=True)
+        self._worker.start()
+        if self.use_watchdog:
+            self._start_observer()
+
+    def stop(self) -> None:
+        self._stop.set()
+        self.events.put(None)
+        if self._observer is not None:
+            # watchdog logs an ERROR when its emitter thread is stopped with events in flight: not ours to show
+            logging.getLogger("watchdog").setLevel(logging.CRITICAL)
+            try:
+                self._observer.stop()
+                self._observer.join(timeout=5)
+            except Exception:  # noqa: BLE001 - shutting down regardless
+                pass
+        self.server.shutdown()
+        self.server.server_close()
+        if self._worker is not None:
+            self._worker.join(timeout=10)
+
+    def wait(self) -> None:
+        while not self._stop.wait(0.5):
+            pass
+
+    def _start_observer(self) -> None:
+        try:
+            from watchdog.observers import Observer  # imported here: `status` never needs it
+        except ImportError:
+            log.warning("watchdog is not installed: polling every %.1f s", self.poll_interval)
+            return
+        observer = Observer()
+        handler = _EnqueueHandler(self.events)
+        scheduled = 0
+        for root in self.fleet.roots:
+            try:
+                observer.schedule(handler, str(root), recursive=True)
+                scheduled += 1
+            except (OSError, RuntimeError) as exc:
+                log.warning("cannot watch %s for events (%s): polling it every %.1f s", root, exc, self.poll_interval)
+        if scheduled:
+            try:
+                observer.start()
+                self._observer = observer
+            except (OSError, RuntimeError) as exc:
+                log.warning("file events unavailable (%s): polling every %.1f s", exc, self.poll_interval)
+
+    # -- the worker ------------------------------------------------------------------------------------------
+    def _work(self) -> None:
+        self._timed("logs", self.fleet.rediscover)
+        self.ready.set()
+        next_poll = time.monotonic() + self.poll_interval
+        next_discovery = time.monotonic() + self.rediscover_interval
+        while not self._stop.is_set():
+            timeout = max(0.0, min(next_poll, next_discovery) - time.monotonic())
+            paths = self._drain(timeout)
+            if self._stop.is_set():
+                break
+            now = time.monotonic()
+            if now >= next_discovery or any(p is _REDISCOVER for p in paths):
+                self._timed("logs", self.fleet.rediscover)
+                next_discovery = now + self.rediscover_interval
+                next_poll = now + self.poll_interval
+                continue
+            if paths:
+                self._timed("logs", lambda: self._poll_paths(paths))
+            if now >= next_poll:
+                self._timed("logs", self.fleet.poll)
+                next_poll = now + self.poll_interval
+
+    def _drain(self, timeout: float) -> list:
+        try:
+            first = self.events.get(timeout=timeout)
+        except queue.Empty:
+            return []
+        items = [first]
+        while len(items) < 10000:
+            try:
+                items.append(self.events.get_nowait())
+            except queue.Empty:
+                break
+        return [p for p in items if p is not None]
+
+    def _poll_paths(self, paths: list) -> None:
+        readers = {}
+        unknown = False
+        for p in paths:
+            path = Path(p)
+            reader = self.fleet.reader_for(path)
+            if reader is None:
+                unknown = True  # maybe a new work dir or session
+            else:
+                readers[id(reader)] = (reader, path)
+        for reader, path in readers.values():
+            if path.suffix == ".pth" or path.name == "last_checkpoint":
+                reader.rescan_checkpoints()
+            elif path not in reader.watched_paths() and (path.is_dir() or path.name.endswith((".log", ".log.json"))):
+                reader.refresh()  # a new session (a resume) or console capture
+                continue
+            reader.poll()
+        if unknown:
+            self.events.put_nowait(_REDISCOVER)
+
+    def _timed(self, collector: str, fn: Callable[[], object]) -> None:
+        start = time.perf_counter()
+        try:
+            fn()
+            ok = True
+        except Exception:  # the worker must survive anything a file system or a log can throw at it
+            log.exception("%s collector failed", collector)
+            ok = False
+        self.stats.success[collector] = ok
+        self.stats.duration_seconds[collector] = time.perf_counter() - start

@@ -1,0 +1,255 @@
+"""Command line: sub-commands, flags in Prometheus exporter style, and the one place that turns exceptions into
+exit codes. Heavy modules are imported inside the commands that need them (`status` needs no HTTP server).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import signal
+import sys
+import time
+from enum import IntEnum
+from pathlib import Path
+
+from . import __version__
+from .config import DEFAULT_LISTEN, ConfigError, load_config, parse_listen_address
+
+log = logging.getLogger("trainwarden")
+
+
+class ExitCode(IntEnum):
+    OK = 0
+    FAILURE = 1  # a runtime failure: nothing to read, a remote agent unreachable, a port in use
+    USAGE = 2  # bad flags or a bad config file
+    RED = 3  # `status`: at least one run is red
+
+
+class UsageError(Exception):
+    pass
+
+
+class NothingFound(Exception):
+    pass
+
+
+# -- commands --------------------------------------------------------------------------------------------------
+def cmd_watch(args: argparse.Namespace) -> ExitCode:
+    from .agent import Agent
+
+    cfg = load_config(args.config_file)
+    roots = [Path(p) for p in args.paths] + cfg.watch
+    if not roots:
+        raise UsageError("watch: give at least one PATH (here or as `watch:` in the config file)")
+    missing = [str(p) for p in roots if not p.exists()]
+    if missing:
+        raise UsageError(f"watch: no such folder: {', '.join(missing)}")
+    host, port = parse_listen_address(args.listen_address or cfg.listen_address)
+    poll = args.poll_interval or cfg.poll_interval_seconds
+    agent = Agent(roots, host, port, cfg.policy, poll_interval=poll,
+                  rediscover_interval=cfg.rediscover_interval_seconds,
+                  use_watchdog=cfg.file_events and not args.no_file_events)
+    _stop_on_signals(agent)
+    agent.start()
+    shown_host = f"[{host}]" if ":" in host else host
+    log.info("trainwarden %s listening on http://%s:%d/ - watching %s", __version__, shown_host,
+             agent.address[1], ", ".join(str(r) for r in roots))
+    agent.ready.wait()
+    log.info("found %d run(s): %s", len(agent.fleet.readers),
+             ", ".join(r.state.name for r in agent.fleet.current_readers()) or "none yet")
+    agent.wait()
+    return ExitCode.OK
+
+
+def _stop_on_signals(agent) -> None:
+    def handler(signum, frame):
+        log.info("stopping (signal %d)", signum)
+        agent._stop.set()
+
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        try:
+            signal.signal(sig, handler)
+        except (ValueError, OSError):  # not the main thread, or a signal this platform lacks
+            pass
+
+
+def local_status(paths: list[Path], policy) -> dict:
+    from .document import status_document
+    from .sources.fleet import Fleet
+
+    fleet = Fleet(paths)
+    fleet.rediscover()
+    return status_document(fleet.snapshots(), policy, time.time())
+
+
+def cmd_status(args: argparse.Namespace) -> ExitCode:
+    from .remote import fetch_status, is_url
+
+    cfg = load_config(args.config_file)
+    targets = list(args.paths) + [str(p) for p in cfg.watch]
+    if not targets:
+        raise UsageError("status: give at least one PATH or agent URL")
+    local = [Path(t) for t in targets if not is_url(t)]
+    missing = [str(p) for p in local if not p.exists()]
+    if missing:
+        raise UsageError(f"status: no such folder: {', '.join(missing)}")
+    doc: dict = {"runs": [], "gpus": [], "timestamp": time.time()}
+    if local:
+        part = local_status(local, cfg.policy)
+        doc["runs"] += part["runs"]
+        doc["gpus"] += part["gpus"]
+    for url in (t for t in targets if is_url(t)):
+        part = fetch_status(url)
+        doc["runs"] += part["runs"]
+        doc["gpus"] += part.get("gpus") or []
+    if args.json:
+        from .web import to_json
+
+        sys.stdout.write(to_json(doc).decode("utf-8") + "\n")
+    else:
+        from .views.status_table import render_status
+
+        render_status(doc)
+    if not doc["runs"]:
+        raise NothingFound(f"no runs found under {', '.join(targets)}")
+    return ExitCode.RED if any(r.get("health") == "red" for r in doc["runs"]) else ExitCode.OK
+
+
+def cmd_tail(args: argparse.Namespace) -> ExitCode:
+    from .remote import fetch_tail, is_url
+
+    if args.lines < 0:
+        raise UsageError("tail: -n must be 0 or more")
+    if is_url(args.path):
+        lines = fetch_tail(args.path, args.run, args.lines)["lines"]
+    else:
+        lines = _local_tail(Path(args.path), args.run, args.lines)
+    out = sys.stdout
+    for line in lines:
+        out.write(line + "\n")
+    return ExitCode.OK
+
+
+def _local_tail(path: Path, run: str | None, n: int) -> list[str]:
+    from .agent import newest_log
+    from .sources.discover import describe, find_work_dirs, run_names
+    from .sources.lastlines import last_lines
+
+    if path.is_file():
+        return last_lines(path, n)
+    if not path.is_dir():
+        raise UsageError(f"tail: no such file or folder: {path}")
+    work_dirs = find_work_dirs(path)
+    names = run_names(work_dirs)
+    if run is not None:
+        work_dirs = [wd for wd in work_dirs if names[wd] == run]
+    if not work_dirs:
+        raise NothingFound(f"tail: no run{' named ' + run if run else ''} under {path}")
+    if len(work_dirs) > 1:
+        raise UsageError(f"tail: {path} holds {len(work_dirs)} runs ({', '.join(names[w] for w in work_dirs)}): "
+                         "name one with --run")
+
+    class _Reader:  # newest_log only needs the layout
+        layout = describe(work_dirs[0])
+
+    log_path = newest_log(_Reader)
+    if log_path is None:
+        raise NothingFound(f"tail: {work_dirs[0]} has no text log yet")
+    return last_lines(log_path, n)
+
+
+def cmd_demo(args: argparse.Namespace) -> ExitCode:
+    from .demo_cli import run_demo
+
+    return ExitCode(run_demo(args))
+
+
+# -- parser ----------------------------------------------------------------------------------------------------
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="trainwarden",
+        description="Watch MMEngine / MMDetection training runs: status, Prometheus metrics, alerts.",
+    )
+    parser.add_argument("--version", action="version", version=f"trainwarden {__version__}")
+    parser.add_argument("--log.level", dest="log_level", default="info",
+                        choices=["debug", "info", "warn", "error"], help="log level of the agent's own messages")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+
+    p = sub.add_parser("watch", help="the agent: watch runs, serve /metrics, /api/runs and a status page")
+    p.add_argument("paths", nargs="*", metavar="PATH", help="a work dir or a folder of work dirs")
+    p.add_argument("--config.file", dest="config_file", type=Path, help="YAML configuration file")
+    p.add_argument("--web.listen-address", dest="listen_address",
+                   help=f"address to serve HTTP on (default {DEFAULT_LISTEN})")
+    p.add_argument("--watch.poll-interval", dest="poll_interval", type=float,
+                   help="seconds between file checks when no file event arrives (default 1)")
+    p.add_argument("--watch.no-file-events", dest="no_file_events", action="store_true",
+                   help="poll only (network mounts that send no file events)")
+    p.set_defaults(func=cmd_watch)
+
+    p = sub.add_parser("status", help="one-shot state of every run (exit 3 when any run is red)")
+    p.add_argument("paths", nargs="*", metavar="PATH", help="a work dir, a folder of work dirs, or an agent URL")
+    p.add_argument("--json", action="store_true", help="print the status document as JSON")
+    p.add_argument("--config.file", dest="config_file", type=Path, help="YAML configuration file")
+    p.set_defaults(func=cmd_status)
+
+    p = sub.add_parser("tail", help="last lines of the newest log of a run")
+    p.add_argument("path", metavar="PATH", help="a work dir, a log file, or an agent URL")
+    p.add_argument("-n", "--lines", type=int, default=20, help="number of lines (default 20)")
+    p.add_argument("--run", help="the run, when PATH holds several")
+    p.set_defaults(func=cmd_tail)
+
+    p = sub.add_parser("demo", help="replay a realistic run at high speed and watch it")
+    p.add_argument("--dir", type=Path, help="where to write the run (default: a new temporary folder)")
+    p.add_argument("--duration", type=float, default=60.0, help="seconds the replay takes (default 60)")
+    p.add_argument("--epochs", type=int, default=5, help="epochs to replay (default 5)")
+    p.add_argument("--web.listen-address", dest="listen_address", default=DEFAULT_LISTEN,
+                   help=f"address of the demo agent (default {DEFAULT_LISTEN}; another port if taken)")
+    p.add_argument("--linger", type=float, default=-1,
+                   help="seconds to keep serving after the replay (default: until Ctrl-C; 0: exit at once)")
+    p.set_defaults(func=cmd_demo)
+    return parser
+
+
+def setup_logging(level: str) -> None:
+    logging.basicConfig(
+        level={"warn": logging.WARNING}.get(level, getattr(logging, level.upper(), logging.INFO)),
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)  # exits 2 on bad usage, as argparse does
+    setup_logging(args.log_level)
+    try:
+        return int(args.func(args))
+    except ConfigError as exc:
+        for problem in exc.problems:
+            print(f"trainwarden: config error: {problem}", file=sys.stderr)
+        return ExitCode.USAGE
+    except UsageError as exc:
+        print(f"trainwarden: {exc}", file=sys.stderr)
+        return ExitCode.USAGE
+    except NothingFound as exc:
+        print(f"trainwarden: {exc}", file=sys.stderr)
+        return ExitCode.FAILURE
+    except KeyboardInterrupt:
+        return ExitCode.OK
+    except Exception as exc:  # the error boundary: one clear line, the details only at debug level
+        from .remote import RemoteError
+
+        if isinstance(exc, RemoteError):
+            print(f"trainwarden: cannot read agent: {exc}", file=sys.stderr)
+        elif isinstance(exc, OSError):
+            print(f"trainwarden: {exc.strerror or exc}{': ' + str(exc.filename) if exc.filename else ''}",
+                  file=sys.stderr)
+        else:
+            print(f"trainwarden: unexpected error: {type(exc).__name__}: {exc}", file=sys.stderr)
+        log.debug("details", exc_info=True)
+        return ExitCode.FAILURE
+
+
+def dump_json(doc: dict) -> str:
+    return json.dumps(doc, indent=2)

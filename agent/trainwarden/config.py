@@ -1,0 +1,144 @@
+"""The optional YAML configuration file (`--config.file`).
+
+Every problem is collected and reported at once (ConfigError carries the list); the CLI turns it into exit 2.
+Known keys today:
+
+    watch: [PATH, ...]            # work dirs or folders of work dirs, added to those on the command line
+    web:
+      listen_address: 127.0.0.1:9841
+    discovery:
+      poll_interval_seconds: 1.0  # how often files are checked when no file event arrives
+      rediscover_interval_seconds: 5.0
+      file_events: true           # false on network mounts that send no events
+    policy:
+      eval_key: pascal_voc/mAP    # the evaluated metric; automatic when absent
+      stall_pace_multiplier: 10
+      stall_floor_seconds: 300
+      stall_eval_multiplier: 2
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+
+from .policy import Policy
+
+DEFAULT_LISTEN = "127.0.0.1:9841"
+
+
+class ConfigError(Exception):
+    def __init__(self, problems: list[str]) -> None:
+        super().__init__("; ".join(problems))
+        self.problems = problems
+
+
+@dataclass
+class Config:
+    watch: list[Path] = field(default_factory=list)
+    listen_address: str = DEFAULT_LISTEN
+    poll_interval_seconds: float = 1.0
+    rediscover_interval_seconds: float = 5.0
+    file_events: bool = True
+    policy: Policy = field(default_factory=Policy)
+
+
+def parse_listen_address(text: str) -> tuple[str, int]:
+    """`HOST:PORT`, `:PORT` (all interfaces) or `[::1]:PORT`."""
+    host, sep, port = text.rpartition(":")
+    if not sep or not port.isdigit() or not 0 <= int(port) <= 65535:
+        raise ConfigError([f"listen address {text!r}: expected HOST:PORT"])
+    host = host.strip("[]") or "0.0.0.0"
+    return host, int(port)
+
+
+def _number(section: str, key: str, value, problems: list[str], minimum: float = 0.0) -> float | None:
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        problems.append(f"{section}.{key}: expected a number, got {value!r}")
+        return None
+    if value < minimum:
+        problems.append(f"{section}.{key}: must be at least {minimum}, got {value}")
+        return None
+    return float(value)
+
+
+def _unknown(section: str, data: dict, known: set[str], problems: list[str]) -> None:
+    for key in sorted(set(data) - known):
+        problems.append(f"{section + '.' if section else ''}{key}: unknown setting")
+
+
+def _section(data: dict, name: str, problems: list[str]) -> dict:
+    value = data.get(name, {})
+    if value is None:
+        return {}
+    if not isinstance(value, dict):
+        problems.append(f"{name}: expected a mapping, got {type(value).__name__}")
+        return {}
+    return value
+
+
+def load_config(path: Path | None) -> Config:
+    if path is None:
+        return Config()
+    import yaml  # only when a file is given
+
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ConfigError([f"{path}: cannot read ({exc.strerror or exc})"]) from None
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        raise ConfigError([f"{path}: not valid YAML ({exc})"]) from None
+    if data is None:
+        return Config()
+    if not isinstance(data, dict):
+        raise ConfigError([f"{path}: the top level must be a mapping"])
+    problems: list[str] = []
+    cfg = Config()
+    _unknown("", data, {"watch", "web", "discovery", "policy"}, problems)
+    watch = data.get("watch", [])
+    if isinstance(watch, str):
+        watch = [watch]
+    if not isinstance(watch, list) or not all(isinstance(p, str) for p in watch):
+        problems.append("watch: expected a list of paths")
+    else:
+        cfg.watch = [Path(p).expanduser() for p in watch]
+    web = _section(data, "web", problems)
+    _unknown("web", web, {"listen_address"}, problems)
+    if "listen_address" in web:
+        try:
+            parse_listen_address(str(web["listen_address"]))
+            cfg.listen_address = str(web["listen_address"])
+        except ConfigError as exc:
+            problems.extend(f"web.{p}" for p in exc.problems)
+    disc = _section(data, "discovery", problems)
+    _unknown("discovery", disc, {"poll_interval_seconds", "rediscover_interval_seconds", "file_events"}, problems)
+    for key in ("poll_interval_seconds", "rediscover_interval_seconds"):
+        if key in disc:
+            value = _number("discovery", key, disc[key], problems, minimum=0.05)
+            if value is not None:
+                setattr(cfg, key, value)
+    if "file_events" in disc:
+        if isinstance(disc["file_events"], bool):
+            cfg.file_events = disc["file_events"]
+        else:
+            problems.append("discovery.file_events: expected true or false")
+    pol = _section(data, "policy", problems)
+    policy_fields = {f.name for f in fields(Policy)}
+    _unknown("policy", pol, policy_fields, problems)
+    overrides = {}
+    for key in sorted(set(pol) & policy_fields):
+        if key == "eval_key":
+            if pol[key] is not None and not isinstance(pol[key], str):
+                problems.append("policy.eval_key: expected a metric name such as pascal_voc/mAP")
+            else:
+                overrides[key] = pol[key]
+            continue
+        value = _number("policy", key, pol[key], problems)
+        if value is not None:
+            overrides[key] = value
+    cfg.policy = Policy(**overrides)
+    if problems:
+        raise ConfigError([f"{path}: {p}" for p in problems])
+    return cfg

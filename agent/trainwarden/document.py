@@ -1,0 +1,196 @@
+"""The `status --json` / `/api/runs` document (DESIGN.md section 3), built from snapshots.
+
+Values not known are null, never invented; non-finite numbers (a nan loss) are null too, with their keys listed
+in `nonfinite`, since JSON has no NaN.
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+from .evaluate import Judgement, judge_state, max_iterations
+from .policy import Policy
+
+MIB = 1048576
+
+
+def _num(value: float | None) -> float | None:
+    if value is None or not math.isfinite(value):
+        return None
+    return value
+
+
+def loss_components(values: dict[str, float]) -> dict[str, float]:
+    """Loss terms other than the total: `loss_cls`, `loss_rpn_bbox`, `decode.loss_ce`, ..."""
+    return {k: v for k, v in values.items() if k != "loss" and "loss" in k.rsplit(".", 1)[-1]}
+
+
+def accuracy_ratio(values: dict[str, float]) -> float | None:
+    """MMDetection's `acc` (and MMSeg's `decode.acc_seg`) are percentages: returned as a 0-1 ratio."""
+    if "acc" in values:
+        return values["acc"] / 100.0
+    for k, v in values.items():
+        if k.rsplit(".", 1)[-1].startswith("acc"):
+            return v / 100.0
+    return None
+
+
+def learning_rate(values: dict[str, float]) -> float | None:
+    if "lr" in values:
+        return values["lr"]
+    for k, v in values.items():
+        if k.endswith("lr") or k.startswith("lr_"):
+            return v
+    return None
+
+
+def _train_fields(snap: dict) -> dict:
+    latest = snap.get("latest")
+    values = latest.values if latest else {}
+    cfg = snap["config"]
+    max_it = max_iterations(snap)
+    iteration = snap.get("latest_iteration")
+    progress = None
+    if iteration is not None and max_it:
+        progress = min(1.0, iteration / max_it)
+    eta = None
+    if latest is not None and latest.ts is not None and latest.eta_seconds is not None:
+        eta = latest.ts + latest.eta_seconds
+    memory = values.get("memory")
+    return {
+        "epoch": latest.epoch if latest else None,
+        "max_epochs": cfg.max_epochs,
+        "epoch_iteration": latest.epoch_iteration if latest else None,
+        "iterations_per_epoch": snap.get("iterations_per_epoch"),
+        "iteration": iteration,
+        "max_iterations": max_it,
+        "progress_ratio": _num(progress),
+        "expected_completion_timestamp_seconds": eta,
+        "loss": _num(values.get("loss")),
+        "losses": {k: _num(v) for k, v in loss_components(values).items()},
+        "accuracy_ratio": _num(accuracy_ratio(values)),
+        "grad_norm": _num(values.get("grad_norm")),
+        "learning_rate": _num(learning_rate(values)),
+        "base_learning_rate": _num(values.get("base_lr")),
+        "iteration_duration_seconds": _num(values.get("time")),
+        "data_duration_seconds": _num(values.get("data_time")),
+        "cuda_max_allocated_bytes": int(memory * MIB) if memory is not None and math.isfinite(memory) else None,
+        "batch_size": cfg.batch_size,
+        "last_train_timestamp_seconds": latest.ts if latest else None,
+        "nonfinite": sorted(k for k, v in values.items() if not math.isfinite(v)),
+    }
+
+
+def _best(snap: dict, key: str | None) -> dict | None:
+    best = snap.get("best")
+    if best and best.get("key"):
+        unit = best.get("unit")
+        return {
+            "key": best["key"],
+            "value": _num(best.get("value")),
+            "epoch": best.get("number") if unit == "epoch" else None,
+            "iteration": best.get("number") if unit == "iteration" else None,
+            "checkpoint": best.get("checkpoint"),
+        }
+    vals = [e for e in snap["evaluations"] if e["mode"] == "val" and key in e["metrics"]]
+    vals = [e for e in vals if math.isfinite(e["metrics"][key])]
+    if not key or not vals:
+        return None
+    top = max(vals, key=lambda e: e["metrics"][key])
+    files = [c["file"] for c in snap["checkpoints"] if c["best"]]
+    return {
+        "key": key,
+        "value": top["metrics"][key],
+        "epoch": top["epoch"],
+        "iteration": top["iteration"],
+        "checkpoint": files[-1] if files else None,
+    }
+
+
+def _checkpoint_fields(snap: dict) -> dict:
+    files = snap["checkpoints"]
+    regular = [c for c in files if not c["best"] and not c["link"]]
+    newest = max(regular, key=lambda c: c["mtime"]) if regular else None
+    saved = snap.get("last_saved")
+    return {
+        "checkpoints": [
+            {"file": c["file"], "epoch": c["epoch"], "iteration": c["iteration"], "bytes": c["bytes"],
+             "mtime": c["mtime"], "best": c["best"]}
+            for c in files
+        ],
+        "newest_checkpoint": str(Path(snap["work_dir"]) / newest["file"]) if newest else snap.get("last_checkpoint_file"),
+        "last_saved": saved,
+    }
+
+
+def _early_stopping(snap: dict) -> dict | None:
+    es = snap.get("early_stop")
+    hook = snap["config"].early_stopping
+    if es is None and hook is None:
+        return None
+    es = es or {}
+    hook = hook or {}
+    return {
+        "counter": es.get("counter"),
+        "patience": es.get("patience", hook.get("patience")),
+        "threshold": es.get("threshold", hook.get("stopping_threshold")),
+        "key": es.get("key", hook.get("monitor")),
+        "triggered": bool(es.get("triggered")),
+        "reason": es.get("reason"),
+        "message": es.get("message"),
+        "history": es.get("history", []),
+    }
+
+
+def run_document(snap: dict, judgement: Judgement) -> dict:
+    evaluations = [
+        {
+            "mode": e["mode"], "epoch": e["epoch"], "iteration": e["iteration"],
+            "metrics": {k: _num(v) for k, v in e["metrics"].items()},
+            "timestamp": e["timestamp"], "target": None, "met": None,
+        }
+        for e in snap["evaluations"]
+    ]
+    log_files = [p for p, f in snap["files"].items() if f["kind"] != "console"]
+    mtimes = [snap["files"][p]["mtime"] for p in log_files if snap["files"][p]["mtime"]]
+    doc = {
+        "run": snap["run"],
+        "work_dir": snap["work_dir"],
+        "framework": snap["framework"],
+        "config": snap.get("config_file"),
+        "state": judgement.state,
+        **_train_fields(snap),
+        "evaluations": evaluations,
+        "eval_key": judgement.eval_key,
+        "best": _best(snap, judgement.eval_key),
+        **_checkpoint_fields(snap),
+        "early_stopping": _early_stopping(snap),
+        "health": judgement.health,
+        "conditions": judgement.conditions,
+        "verdict": judgement.verdict,
+        "advice": judgement.advice,
+        "phase": snap.get("phase"),
+        "stall_after_seconds": judgement.stall_seconds,
+        "start_timestamp_seconds": snap.get("first_timestamp"),
+        "last_progress_timestamp_seconds": snap.get("last_progress_timestamp"),
+        "log_last_write_timestamp_seconds": max(mtimes) if mtimes else None,
+        "sessions": [s["id"] for s in snap["sessions"]],
+        "resumes": snap["resumes"],
+        "log_files": sorted(log_files),
+        "log": {
+            "lines_total": snap["lines_total"],
+            "parse_errors_total": snap["parse_errors_total"],
+            "decode_fallbacks_total": snap["decode_fallbacks_total"],
+            "errors_total": snap["errors_total"],
+            "recent_errors": snap["recent_errors"][-10:],
+        },
+        "process": snap.get("process"),
+        "versions": dict(snap["config"].versions),
+    }
+    return doc
+
+
+def status_document(snapshots: list[dict], policy: Policy, now: float, gpus: list[dict] | None = None) -> dict:
+    runs = [run_document(s, judge_state(s, policy, now)) for s in snapshots]
+    return {"runs": runs, "gpus": gpus or [], "timestamp": now}

@@ -1,0 +1,128 @@
+"""Judge a run from its snapshot: pure (snapshot, policy, now in; judgement out), no I/O, no clock.
+
+This module decides the run's lifecycle `state` (running, finished, crashed, stalled, early_stopped, unknown) and
+which metric is the evaluated one; the health rules of the user's guide (conditions, health, verdict) build on it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from statistics import median
+
+from .policy import PREFERRED_EVAL_KEYS, Policy
+
+STATES = ("running", "finished", "crashed", "stalled", "early_stopped", "unknown")
+
+
+@dataclass(frozen=True)
+class Judgement:
+    state: str
+    stall_seconds: float
+    reached_end: bool
+    eval_key: str | None
+    health: str | None = None
+    verdict: str | None = None
+    advice: str | None = None
+    conditions: list[dict] = field(default_factory=list)
+
+
+def eval_key(snap: dict, policy: Policy) -> str | None:
+    """The evaluated metric: configured, else the one MMEngine's best checkpoint names, else a known
+    detection/segmentation key, else the first metric of the latest evaluation."""
+    evals = [e for e in snap["evaluations"] if e["metrics"]]
+    if policy.eval_key:
+        return policy.eval_key
+    best = snap.get("best") or {}
+    if best.get("key"):
+        return best["key"]
+    if not evals:
+        return None
+    latest = evals[-1]["metrics"]
+    for key in PREFERRED_EVAL_KEYS:
+        if key in latest:
+            return key
+    return next(iter(latest))
+
+
+def max_iterations(snap: dict) -> int | None:
+    cfg = snap["config"]
+    if cfg.max_iterations:
+        return cfg.max_iterations
+    if snap.get("max_iterations_logged"):
+        return snap["max_iterations_logged"]
+    if cfg.max_epochs and snap.get("iterations_per_epoch"):
+        return cfg.max_epochs * snap["iterations_per_epoch"]
+    return None
+
+
+def stall_window(snap: dict, policy: Policy) -> float:
+    """Seconds without progress after which a run counts as stalled, measured against its own pace."""
+    pace = snap.get("pace_seconds") or []
+    window = max(policy.stall_floor_seconds, policy.stall_pace_multiplier * median(pace) if pace else 0.0)
+    longest_eval = snap.get("longest_eval_seconds")
+    if longest_eval and (snap.get("phase") in ("val", "checkpoint") or _at_epoch_end(snap)):
+        # between an epoch's last train line and its metrics line the log may stay silent a long while
+        window = max(window, policy.stall_eval_multiplier * longest_eval)
+    return window
+
+
+def _at_epoch_end(snap: dict) -> bool:
+    latest = snap.get("latest")
+    if latest is None or latest.epoch_iteration is None or not latest.iterations_per_epoch:
+        return False
+    return latest.epoch_iteration >= latest.iterations_per_epoch
+
+
+def reached_end(snap: dict) -> tuple[bool, bool]:
+    """(training reached its last epoch or iteration, the final evaluation is in)."""
+    cfg = snap["config"]
+    latest = snap.get("latest")
+    saved = snap.get("last_saved") or {}
+    vals = [e for e in snap["evaluations"] if e["mode"] == "val"]
+    max_it = max_iterations(snap)
+    end = final_eval = False
+    if cfg.max_epochs and cfg.loop != "iteration":
+        end = (saved.get("unit") == "epoch" and saved.get("number", 0) >= cfg.max_epochs) or (
+            latest is not None and latest.epoch is not None and latest.epoch >= cfg.max_epochs
+            and _at_epoch_end(snap)
+        )
+        final_eval = any((e["epoch"] or 0) >= cfg.max_epochs for e in vals)
+    elif max_it:
+        end = (saved.get("unit") == "iteration" and saved.get("number", 0) >= max_it) or (
+            (snap.get("latest_iteration") or 0) >= max_it
+        )
+        final_eval = any((e["iteration"] or 0) >= max_it for e in vals)
+    return end or final_eval, final_eval
+
+
+def judge_state(snap: dict, policy: Policy, now: float) -> Judgement:
+    window = stall_window(snap, policy)
+    end, final_eval = reached_end(snap)
+    key = eval_key(snap, policy)
+    evals_expected = bool(snap["config"].val_interval) or any(e["mode"] == "val" for e in snap["evaluations"])
+    es = snap.get("early_stop") or {}
+    process = snap.get("process") or {}
+    last = snap.get("last_progress_timestamp") or snap.get("last_timestamp") or _newest_write(snap)
+    quiet = last is not None and now - last > window
+
+    def verdict(state: str) -> Judgement:
+        return Judgement(state=state, stall_seconds=window, reached_end=end, eval_key=key)
+
+    if es.get("triggered"):
+        return verdict("early_stopped")
+    if end and (final_eval or not evals_expected):
+        return verdict("finished")
+    if process and process.get("up") is False:
+        return verdict("finished" if end and process.get("exit_code") in (0, None) else "crashed")
+    if snap.get("latest") is None and not snap["evaluations"]:
+        return verdict("unknown")
+    if snap.get("latest") is None and all(e["mode"] == "test" for e in snap["evaluations"]):
+        return verdict("finished")  # a tools/test.py session: its metrics are in
+    if quiet:
+        return verdict("finished" if end else "stalled")
+    return verdict("running")
+
+
+def _newest_write(snap: dict) -> float | None:
+    times = [f["mtime"] for f in snap.get("files", {}).values() if f.get("mtime") and f.get("kind") != "console"]
+    return max(times) if times else None

@@ -1,0 +1,83 @@
+"""The header every logging line starts with, and its timestamp.
+
+Three shapes (DESIGN.md section 4):
+- MMEngine file handler:  ``2023/06/11 19:47:26 - mmengine - INFO - message``
+- MMEngine console:       ``06/11 19:47:26 - mmengine - INFO - message`` (no year; often ANSI-coloured)
+- mmcv (MMDetection 2.x): ``2023-02-08 06:15:07,080 - mmdet - INFO - message``
+MMEngine's ERROR lines add ``<path> - <func> - <lineno> - `` before the message.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+from dataclasses import dataclass
+from functools import lru_cache
+
+_PREFIX = re.compile(
+    r"(?:(?P<y>\d{4})[/-])?(?P<mo>\d\d)[/-](?P<d>\d\d) (?P<h>\d\d):(?P<mi>\d\d):(?P<s>\d\d)(?:,(?P<ms>\d{3}))?"
+    r" - (?P<logger>\S+) - (?P<level>DEBUG|INFO|WARNING|ERROR|CRITICAL) - "
+)
+_ERROR_LOCATION = re.compile(r".+? - \w+ - \d+ - ")
+_ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
+
+
+@dataclass(frozen=True, slots=True)
+class Header:
+    ts: float | None
+    logger: str
+    level: str
+    message: str
+    dialect: str  # "mmengine" (slashes), "mmcv" (dashes and milliseconds) or "console" (no year)
+
+
+def clean_line(line: str) -> str:
+    """Drop line ends, ANSI colours and carriage-return progress redraws (tqdm in console captures)."""
+    line = line.rstrip("\r\n")
+    if "\x1b" in line:
+        line = _ANSI.sub("", line)
+    if "\r" in line:
+        parts = [p for p in line.split("\r") if p.strip()]
+        line = parts[-1] if parts else ""
+    return line
+
+
+@lru_cache(maxsize=256)
+def _hour_start(year: int, month: int, day: int, hour: int) -> float:
+    # mktime once per distinct hour: strptime on every line would dominate a cold scan.
+    return time.mktime((year, month, day, hour, 0, 0, 0, 0, -1))
+
+
+def local_timestamp(year: int, month: int, day: int, hour: int, minute: int, second: int) -> float | None:
+    try:
+        return _hour_start(year, month, day, hour) + minute * 60 + second
+    except (OverflowError, ValueError):
+        return None
+
+
+def split_header(line: str, default_year: int) -> Header | None:
+    """The header of a logging line, or None for a continuation line (tables, tracebacks, config text)."""
+    m = _PREFIX.match(line)
+    if m is None:
+        return None
+    year = m["y"]
+    ts = local_timestamp(
+        int(year) if year else default_year, int(m["mo"]), int(m["d"]), int(m["h"]), int(m["mi"]), int(m["s"])
+    )
+    if ts is not None and m["ms"]:
+        ts += int(m["ms"]) / 1000.0
+    message = line[m.end() :]
+    level = m["level"]
+    if level in ("ERROR", "CRITICAL"):
+        loc = _ERROR_LOCATION.match(message)
+        # MMEngine's ERROR format puts the source location first; it always holds a path separator.
+        if loc is not None and ("/" in loc.group(0) or "\\" in loc.group(0)):
+            message = message[loc.end() :]
+    dialect = "console" if not year else ("mmcv" if m["ms"] else "mmengine")
+    return Header(ts=ts, logger=m["logger"], level=level, message=message, dialect=dialect)
+
+
+def prefix_length(line: str) -> int | None:
+    """Length of the header of a logging line (used by the cold-start scanner to skip train lines)."""
+    m = _PREFIX.match(line)
+    return m.end() if m else None
