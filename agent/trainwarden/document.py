@@ -85,12 +85,13 @@ def _train_fields(snap: dict) -> dict:
 def _best(snap: dict, key: str | None) -> dict | None:
     best = snap.get("best")
     if best and best.get("key"):
-        unit = best.get("unit")
+        unit, number, ipe = best.get("unit"), best.get("number"), snap.get("iterations_per_epoch")
+        iteration = number if unit == "iteration" else (number * ipe if unit == "epoch" and number and ipe else None)
         return {
             "key": best["key"],
             "value": _num(best.get("value")),
-            "epoch": best.get("number") if unit == "epoch" else None,
-            "iteration": best.get("number") if unit == "iteration" else None,
+            "epoch": number if unit == "epoch" else None,
+            "iteration": iteration,
             "checkpoint": best.get("checkpoint"),
         }
     vals = [e for e in snap["evaluations"] if e["mode"] == "val" and key in e["metrics"]]

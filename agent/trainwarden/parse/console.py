@@ -15,7 +15,7 @@ _PATTERNS: tuple[tuple[str, re.Pattern[str]], ...] = (
     (
         "cuda_oom",
         re.compile(
-            r"CUDA out of memory|OutOfMemoryError|cuda runtime error \(2\) ?: ?out of memory"
+            r"CUDA out of memory|OutOfMemoryError|(?:cuda runtime error \(2\)|error=2) ?: ?out of memory"
             r"|HIP out of memory|CUBLAS_STATUS_ALLOC_FAILED|CUDNN_STATUS_ALLOC_FAILED"
         ),
     ),

@@ -11,7 +11,7 @@ from .reader import RunReader
 
 class Fleet:
     def __init__(self, roots: list[Path], cold_scan: bool = True) -> None:
-        self.roots = [Path(r) for r in roots]
+        self.roots = [Path(r).absolute() for r in roots]
         self.cold_scan = cold_scan
         self.readers: dict[Path, RunReader] = {}
         self._lock = threading.Lock()  # guards `readers` between the worker and HTTP threads

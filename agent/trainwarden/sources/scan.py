@@ -14,7 +14,6 @@ Train lines in the middle are not parsed, so a nan in one of them is not counted
 from __future__ import annotations
 
 import re
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -23,14 +22,20 @@ from ..parse.records import EvalRecord, Record, TrainRecord
 from ..parse.stream import LogStream
 from .tail import SIGNATURE_BYTES, decode_line
 
-SMALL_FILE_BYTES = 8 << 20
-HEAD_MAX_BYTES = 8 << 20
-CHUNK_BYTES = 4 << 20
-SAMPLE_EVERY_BYTES = 1 << 20
-TAIL_MIN_BYTES = 2 << 20
-TAIL_MAX_BYTES = 64 << 20
-TAIL_TRAIN_LINES = 300
-MAX_LINE_BYTES = 1 << 20
+
+@dataclass(frozen=True)
+class ScanLimits:
+    small_file_bytes: int = 8 << 20  # below this, every line is parsed
+    head_max_bytes: int = 8 << 20
+    chunk_bytes: int = 4 << 20
+    sample_every_bytes: int = 1 << 20
+    tail_min_bytes: int = 2 << 20
+    tail_max_bytes: int = 64 << 20
+    tail_train_lines: int = 300
+    max_line_bytes: int = 1 << 20
+
+
+DEFAULT_LIMITS = ScanLimits()
 _TRAIN_HEAD = re.compile(r"(?:Epoch|Iter)\(train\)|(?:Epoch|Iter) \[")
 
 
@@ -44,15 +49,16 @@ class ScanResult:
     long_lines: int = 0
 
 
-class _Sink:
-    """Feeds decoded lines to the stream and collects what it returns."""
+class _Scan:
+    """One scan: the stream that parses lines, the limits, and what was found so far."""
 
-    def __init__(self, stream: LogStream, result: ScanResult) -> None:
+    def __init__(self, stream: LogStream, limits: ScanLimits) -> None:
         self.stream = stream
-        self.result = result
+        self.limits = limits
+        self.result = ScanResult()
 
     def line(self, raw: bytes) -> list[Record]:
-        if len(raw) > MAX_LINE_BYTES:
+        if len(raw) > self.limits.max_line_bytes:
             self.result.long_lines += 1
             return []
         if raw.endswith(b"\r"):
@@ -63,6 +69,20 @@ class _Sink:
         out = self.stream.feed(text)
         self.result.records.extend(out)
         return out
+
+    def train_at(self, buf, line_start: int) -> None:
+        """Parse the train line starting at `line_start` as a sparse sample."""
+        line_end = buf.find(b"\n", line_start)
+        out = self.result.records
+        before = len(out)
+        self.line(bytes(buf[line_start : line_end if line_end != -1 else len(buf)]))
+        for k in range(before, len(out)):
+            rec = out[k]
+            if isinstance(rec, TrainRecord):
+                out[k] = TrainRecord(
+                    rec.ts, rec.epoch, rec.epoch_iteration, rec.iterations_per_epoch, rec.iteration,
+                    rec.max_iterations, rec.values, rec.eta_seconds, sampled=True,
+                )
 
 
 def _train_signature(line: bytes) -> tuple[int, bytes] | None:
@@ -84,150 +104,190 @@ def _candidate_regex(width: int, key: bytes) -> re.Pattern[bytes]:
     return re.compile(rb"\n(?![^\n]{%d}(?:%s))" % (width, skip))
 
 
-def scan_file(path: Path, end: int, stream: LogStream, full_below: int = SMALL_FILE_BYTES) -> ScanResult:
+def scan_file(path: Path, end: int, stream: LogStream, limits: ScanLimits = DEFAULT_LIMITS) -> ScanResult:
     """Records of `path[0:end]` in file order; the partial last line is left to the tailer."""
-    result = ScanResult()
-    sink = _Sink(stream, result)
+    scan = _Scan(stream, limits)
+    result = scan.result
     with Path(path).open("rb") as f:
         result.signature = f.read(SIGNATURE_BYTES)
-        f.seek(0)
-        if end <= full_below:
-            result.offset = _parse_range(f, 0, end, sink.line)
+        if end <= limits.small_file_bytes:
+            result.offset = _parse_range(f, 0, end, scan)
             return result
-        head_end, signature = _scan_head(f, end, sink)
+        head_end, signature = _scan_head(f, end, scan)
         if signature is None:  # not a framework log we know: parse everything
-            result.offset = _parse_range(f, head_end, end, sink.line)
+            result.offset = _parse_range(f, head_end, end, scan)
             return result
         width, key = signature
-        tail_start = max(head_end, _tail_start(f, end, key))
-        _scan_middle(f, head_end, tail_start, width, key, sink)
-        result.offset = _parse_range(f, tail_start, end, sink.line)
+        tail_start = max(head_end, _tail_start(f, end, key, limits))
+        _scan_middle(f, head_end, tail_start, width, key, scan)
+        result.offset = _parse_range(f, tail_start, end, scan)
     return result
 
 
-def _parse_range(f, start: int, end: int, on_line: Callable[[bytes], object]) -> int:
-    """Feed every complete line of [start, end) to on_line; return the offset after the last one."""
+def _parse_range(f, start: int, end: int, scan: _Scan) -> int:
+    """Feed every complete line of [start, end) to the scan; return the offset after the last one."""
     f.seek(start)
     pos = start
     carry = b""
+    skipping = False  # inside an over-long line
+    long_start = 0
+    max_line = scan.limits.max_line_bytes
     while pos < end:
-        data = f.read(min(CHUNK_BYTES, end - pos))
+        data = f.read(min(scan.limits.chunk_bytes, end - pos))
         if not data:
             break
         pos += len(data)
         data = carry + data if carry else data
         lines = data.split(b"\n")
         carry = lines.pop()
-        if len(carry) > MAX_LINE_BYTES:  # an over-long line: drop what we hold of it, it is counted at its end
-            carry = carry[-MAX_LINE_BYTES - 1 :]
+        if skipping:
+            if not lines:
+                carry = b""  # still inside the over-long line
+                continue
+            lines.pop(0)  # the end of the over-long line
+            skipping = False
         for raw in lines:
-            on_line(raw)
+            scan.line(raw)
+        if len(carry) > max_line:
+            scan.result.long_lines += 1
+            long_start = pos - len(carry)
+            carry = b""
+            skipping = True
+    if skipping:  # the file ends inside the over-long line: the tailer takes it from its start (and counts it)
+        scan.result.long_lines -= 1
+        return long_start
     return pos - len(carry)
 
 
-def _scan_head(f, end: int, sink: _Sink) -> tuple[int, tuple[int, bytes] | None]:
+def _scan_head(f, end: int, scan: _Scan) -> tuple[int, tuple[int, bytes] | None]:
     """Parse lines up to and including the first train line; return where the head ends and the train shape."""
     f.seek(0)
     pos = 0
-    limit = min(end, HEAD_MAX_BYTES)
+    limit = min(end, scan.limits.head_max_bytes)
     while pos < limit:
-        raw = f.readline(min(MAX_LINE_BYTES + 2, limit - pos))
+        raw = f.readline(min(scan.limits.max_line_bytes + 2, limit - pos))
         if not raw or not raw.endswith(b"\n"):
+            f.seek(pos)
             break
         pos += len(raw)
         line = raw[:-1]
-        records = sink.line(line)
-        if any(isinstance(r, TrainRecord) for r in records):
+        if any(isinstance(r, TrainRecord) for r in scan.line(line)):
             return pos, _train_signature(line)
     return pos, None
 
 
-def _tail_start(f, end: int, key: bytes) -> int:
-    """Start of a tail window that holds at least TAIL_TRAIN_LINES train lines (or TAIL_MAX_BYTES)."""
-    size = TAIL_MIN_BYTES
+def _tail_start(f, end: int, key: bytes, limits: ScanLimits) -> int:
+    """Start of a tail window that holds at least `tail_train_lines` train lines, or `tail_max_bytes` when they
+    are sparse - but always the last train line: it carries the current values."""
+    size = limits.tail_min_bytes
     while True:
         start = max(0, end - size)
         f.seek(start)
         data = f.read(end - start)
-        if data.count(key) >= TAIL_TRAIN_LINES or start == 0 or size >= TAIL_MAX_BYTES:
-            nl = data.find(b"\n")
-            return start + nl + 1 if start > 0 and nl != -1 else start
+        nl = data.find(b"\n") if start > 0 else -1
+        whole = data[nl + 1 :]  # the window from its first whole line
+        if start == 0 or whole.count(key) >= limits.tail_train_lines or (size >= limits.tail_max_bytes and key in whole):
+            return start + nl + 1
         size *= 2
 
 
-def _scan_middle(f, start: int, end: int, width: int, key: bytes, sink: _Sink) -> None:
+def _scan_middle(f, start: int, end: int, width: int, key: bytes, scan: _Scan) -> None:
     candidates = _candidate_regex(width, key)
+    chunk, max_line = scan.limits.chunk_bytes, scan.limits.max_line_bytes
     # One reusable buffer; the unfinished last line moves to its front. Byte 0 is the newline before the
     # first line, so the pattern sees every line start.
-    buf = bytearray(CHUNK_BYTES + MAX_LINE_BYTES + 2)
+    buf = bytearray(chunk + max_line + 2)
     view = memoryview(buf)
     buf[0:1] = b"\n"
     filled = 1
+    base = start - 1  # file offset of buf[0]
+    skipping = False  # the buffer's first line is the end of an over-long line
     f.seek(start)
     pos = start
     while pos < end:
-        n = f.readinto(view[filled : filled + min(CHUNK_BYTES, end - pos)])
+        n = f.readinto(view[filled : filled + min(chunk, end - pos)])
         if not n:
             break
         pos += n
         filled += n
         cut = buf.rfind(b"\n", 0, filled)
         if cut > 0:
-            _scan_chunk(buf, cut, candidates, key, sink)
+            first = buf.find(b"\n", 1) if skipping else 0
+            skipping = False
+            _scan_chunk(buf, first, cut, candidates, key, scan, _FileBefore(f, base))
         else:
             cut = 0
         rest = filled - cut
-        if rest > MAX_LINE_BYTES:  # an over-long line: keep only its newline-less remainder's start marker
-            sink.result.long_lines += 1
+        if rest > max_line:  # an over-long line: drop it, count it, skip to its end
+            scan.result.long_lines += 1
             buf[0:1] = b"\n"
+            base = pos - 1
             filled = 1
+            skipping = True
         else:
             buf[0:rest] = buf[cut:filled]
+            base += cut
             filled = rest
     view.release()
 
 
-def _scan_chunk(buf: bytes, cut: int, candidates: re.Pattern[bytes], key: bytes, sink: _Sink) -> None:
-    """Parse, in file order, the candidate lines of buf[:cut] plus sparse samples of train lines."""
-    starts = {m.start() + 1: False for m in candidates.finditer(buf, 0, cut)}
-    for at in range(1, cut, SAMPLE_EVERY_BYTES):
+class _FileBefore:
+    """Reads the bytes just before a buffer position from the file (for a context line in the previous chunk)."""
+
+    def __init__(self, f, base: int) -> None:
+        self.f = f
+        self.base = base
+
+    def train_line_before(self, buf_pos: int, key: bytes, window: int = 64 << 10) -> bytes | None:
+        end = self.base + buf_pos
+        start = max(0, end - window)
+        here = self.f.tell()
+        try:
+            self.f.seek(start)
+            data = self.f.read(end - start)
+        finally:
+            self.f.seek(here)
+        i = data.rfind(key)
+        if i == -1:
+            return None
+        line_start = data.rfind(b"\n", 0, i) + 1
+        if line_start == 0 and start > 0:
+            return None  # cut: not a whole line
+        line_end = data.find(b"\n", i)
+        return bytes(data[line_start : line_end if line_end != -1 else len(data)])
+
+
+def _scan_chunk(buf: bytearray, first: int, cut: int, candidates: re.Pattern[bytes], key: bytes, scan: _Scan,
+                before: _FileBefore) -> None:
+    """Parse, in file order, the candidate lines of buf[first:cut] plus sparse samples of train lines."""
+    starts = {m.start() + 1: False for m in candidates.finditer(buf, first, cut)}
+    for at in range(first + 1, cut, scan.limits.sample_every_bytes):
         i = buf.find(key, at, cut)
         if i != -1:
             starts.setdefault(buf.rfind(b"\n", 0, i) + 1, True)
     last_train = -1
+    out = scan.result.records
     for line_start in sorted(starts):
         if starts[line_start]:
             if line_start != last_train:
-                _parse_train_at(buf, line_start, sink)
+                scan.train_at(buf, line_start)
                 last_train = line_start
             continue
         line_end = buf.find(b"\n", line_start, cut + 1)
-        if line_end == -1:
-            line_end = cut
-        out = sink.result.records
-        before = len(out)
-        records = sink.line(bytes(buf[line_start:line_end]))
+        n_before = len(out)
+        records = scan.line(bytes(buf[line_start : line_end if line_end != -1 else cut]))
         if any(isinstance(r, EvalRecord) and r.epoch is None and r.iteration is None for r in records):
             # `Iter(val)` lines take their training iteration from the train line above them
-            i = buf.rfind(key, max(0, line_start - (64 << 10)), line_start)
+            i = buf.rfind(key, max(first, line_start - (64 << 10)), line_start)
             context = buf.rfind(b"\n", 0, i) + 1 if i != -1 else -1
-            if context >= 0 and context != last_train:
-                moved = out[before:]
-                del out[before:]
-                _parse_train_at(buf, context, sink)
+            if context < 0 or context != last_train:
+                moved = out[n_before:]
+                del out[n_before:]
+                if context >= 0:
+                    scan.train_at(buf, context)
+                else:  # the train line above sits in the previous chunk
+                    line = before.train_line_before(line_start, key)
+                    if line is not None:
+                        scan.train_at(line, 0)
                 out.extend(moved)
                 last_train = context
-
-
-def _parse_train_at(buf: bytes, line_start: int, sink: _Sink) -> None:
-    line_end = buf.find(b"\n", line_start)
-    out = sink.result.records
-    before = len(out)
-    sink.line(bytes(buf[line_start : line_end if line_end != -1 else len(buf)]))
-    for k in range(before, len(out)):
-        rec = out[k]
-        if isinstance(rec, TrainRecord):
-            out[k] = TrainRecord(
-                rec.ts, rec.epoch, rec.epoch_iteration, rec.iterations_per_epoch, rec.iteration,
-                rec.max_iterations, rec.values, rec.eta_seconds, sampled=True,
-            )
