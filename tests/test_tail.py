@@ -55,7 +55,7 @@ def test_never_rereads(tmp_path, monkeypatch):
 
 def test_crlf_and_gbk(tmp_path):
     log = tmp_path / "win.log"
-    log.write_bytes("训练开始\r\n".encode("gbk") + b"plain\r\n" + "完成 ✓\r\n".encode("utf-8"))
+    log.write_bytes("训练开始\r\n".encode("gbk") + b"plain\r\n" + "完成 ✓\r\n".encode())
     batch = FileTailer(log).poll()
     assert batch.lines == ["训练开始", "plain", "完成 ✓"]
     assert batch.events.count("decode_fallback") == 1

@@ -38,7 +38,7 @@ class _EnqueueHandler:
             dest = getattr(event, "dest_path", None)
             if dest:
                 self.events.put_nowait(dest)
-        except Exception:  # noqa: BLE001 - see the class docstring
+        except Exception:
             pass
 
 
@@ -117,7 +117,7 @@ class Agent:
             try:
                 self._observer.stop()
                 self._observer.join(timeout=5)
-            except Exception:  # noqa: BLE001 - shutting down regardless
+            except Exception:
                 pass
         self.server.shutdown()
         self.server.server_close()
@@ -168,7 +168,7 @@ class Agent:
                 next_poll = now + self.poll_interval
                 continue
             if paths:
-                self._timed("logs", lambda: self._poll_paths(paths))
+                self._timed("logs", lambda batch=paths: self._poll_paths(batch))
             if now >= next_poll:
                 self._timed("logs", self.fleet.poll)
                 next_poll = now + self.poll_interval

@@ -5,7 +5,6 @@ exit codes. Heavy modules are imported inside the commands that need them (`stat
 from __future__ import annotations
 
 import argparse
-import json
 import logging
 import signal
 import sys
@@ -45,7 +44,7 @@ def cmd_watch(args: argparse.Namespace) -> ExitCode:
     missing = [str(p) for p in roots if not p.exists()]
     if missing:
         raise UsageError(f"watch: no such folder: {', '.join(missing)}")
-    host, port = parse_listen_address(args.listen_address or cfg.listen_address)
+    host, port = _listen(args.listen_address or cfg.listen_address)
     poll = args.poll_interval or cfg.poll_interval_seconds
     agent = Agent(roots, host, port, cfg.policy, poll_interval=poll,
                   rediscover_interval=cfg.rediscover_interval_seconds,
@@ -60,6 +59,13 @@ def cmd_watch(args: argparse.Namespace) -> ExitCode:
              ", ".join(r.state.name for r in agent.fleet.current_readers()) or "none yet")
     agent.wait()
     return ExitCode.OK
+
+
+def _listen(text: str) -> tuple[str, int]:
+    try:
+        return parse_listen_address(text)
+    except ValueError as exc:
+        raise UsageError(f"--web.listen-address: {exc}") from None
 
 
 def _stop_on_signals(agent) -> None:
@@ -162,6 +168,7 @@ def _local_tail(path: Path, run: str | None, n: int) -> list[str]:
 def cmd_demo(args: argparse.Namespace) -> ExitCode:
     from .demo_cli import run_demo
 
+    _listen(args.listen_address)  # a bad address is a usage error, before anything starts
     return ExitCode(run_demo(args))
 
 
@@ -249,7 +256,3 @@ def main(argv: list[str] | None = None) -> int:
             print(f"trainwarden: unexpected error: {type(exc).__name__}: {exc}", file=sys.stderr)
         log.debug("details", exc_info=True)
         return ExitCode.FAILURE
-
-
-def dump_json(doc: dict) -> str:
-    return json.dumps(doc, indent=2)

@@ -44,10 +44,10 @@ class Config:
 
 
 def parse_listen_address(text: str) -> tuple[str, int]:
-    """`HOST:PORT`, `:PORT` (all interfaces) or `[::1]:PORT`."""
+    """`HOST:PORT`, `:PORT` (all interfaces) or `[::1]:PORT`; ValueError otherwise."""
     host, sep, port = text.rpartition(":")
     if not sep or not port.isdigit() or not 0 <= int(port) <= 65535:
-        raise ConfigError([f"listen address {text!r}: expected HOST:PORT"])
+        raise ValueError(f"{text!r} is not HOST:PORT (for example 127.0.0.1:9841)")
     host = host.strip("[]") or "0.0.0.0"
     return host, int(port)
 
@@ -110,8 +110,8 @@ def load_config(path: Path | None) -> Config:
         try:
             parse_listen_address(str(web["listen_address"]))
             cfg.listen_address = str(web["listen_address"])
-        except ConfigError as exc:
-            problems.extend(f"web.{p}" for p in exc.problems)
+        except ValueError as exc:
+            problems.append(f"web.listen_address: {exc}")
     disc = _section(data, "discovery", problems)
     _unknown("discovery", disc, {"poll_interval_seconds", "rediscover_interval_seconds", "file_events"}, problems)
     for key in ("poll_interval_seconds", "rediscover_interval_seconds"):

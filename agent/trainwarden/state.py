@@ -110,7 +110,7 @@ class RunState:
             for rec in records:
                 self.apply(rec, session)
 
-    def apply(self, rec: Record, session: str) -> None:  # noqa: C901 - one dispatch table, flat
+    def apply(self, rec: Record, session: str) -> None:
         ts = getattr(rec, "ts", None)
         if ts is not None:
             if self.first_ts is None or ts < self.first_ts:

@@ -79,7 +79,7 @@ def make_handler(app: WebApp) -> type[BaseHTTPRequestHandler]:
     class Handler(BaseHTTPRequestHandler):
         server_version = f"trainwarden/{__version__}"
 
-        def log_message(self, format: str, *args) -> None:  # noqa: A002 - the base class's name
+        def log_message(self, format: str, *args) -> None:
             log.debug("%s %s", self.address_string(), format % args)
 
         def _send(self, code: int, body: bytes, content_type: str) -> None:
@@ -91,10 +91,10 @@ def make_handler(app: WebApp) -> type[BaseHTTPRequestHandler]:
             if self.command != "HEAD":
                 self.wfile.write(body)
 
-        def do_HEAD(self) -> None:  # noqa: N802
+        def do_HEAD(self) -> None:
             self.do_GET()
 
-        def do_GET(self) -> None:  # noqa: N802
+        def do_GET(self) -> None:
             url = urlsplit(self.path)
             path = url.path
             try:

@@ -28,7 +28,7 @@ def _value(node: ast.AST) -> Any:
         return {kw.arg: _value(kw.value) for kw in node.keywords if kw.arg}
     if isinstance(node, ast.Dict):
         out = {}
-        for k, v in zip(node.keys, node.values):
+        for k, v in zip(node.keys, node.values, strict=False):
             key = _value(k) if k is not None else _UNKNOWN
             if isinstance(key, str):
                 out[key] = _value(v)

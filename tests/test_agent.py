@@ -1,0 +1,182 @@
+"""The agent for real: its HTTP server on a loopback port, file events and polling, /metrics checked by the
+Debian `promtool`, and runs that appear, grow, resume and misbehave while it watches."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+from conftest import DESIGN, REAL, require_binary, wait_for
+from prometheus_client.parser import text_string_to_metric_families
+from trainwarden.agent import Agent
+
+P = " - mmengine - INFO - "
+
+
+def get(url: str) -> tuple[int, str, str]:
+    try:
+        with urllib.request.urlopen(url, timeout=10) as r:
+            return r.status, r.headers.get("Content-Type", ""), r.read().decode("utf-8")
+    except urllib.error.HTTPError as e:
+        return e.code, e.headers.get("Content-Type", ""), e.read().decode("utf-8")
+
+
+def samples(text: str) -> dict[tuple, float]:
+    out = {}
+    for fam in text_string_to_metric_families(text):
+        for s in fam.samples:
+            out[(s.name, tuple(sorted(s.labels.items())))] = s.value
+    return out
+
+
+def value(text: str, name: str, **labels) -> float | None:
+    return samples(text).get((name, tuple(sorted(labels.items()))))
+
+
+@pytest.fixture
+def agent_on(tmp_path):
+    started = []
+
+    def _start(root: Path, **kwargs) -> tuple[Agent, str]:
+        agent = Agent([root], "127.0.0.1", 0, poll_interval=kwargs.pop("poll_interval", 0.2),
+                      rediscover_interval=kwargs.pop("rediscover_interval", 0.5), **kwargs)
+        agent.start()
+        started.append(agent)
+        assert agent.ready.wait(30)
+        return agent, f"http://127.0.0.1:{agent.address[1]}"
+
+    yield _start
+    for agent in started:
+        agent.stop()
+
+
+def test_metrics_pass_promtool_and_carry_the_runs(tmp_path, agent_on):
+    promtool = require_binary("promtool")
+    root = tmp_path / "runs"
+    shutil.copytree(REAL, root)
+    shutil.copytree(DESIGN / "mmengine_kaist_resumed", root / "mmengine_kaist_resumed")
+    _, base = agent_on(root)
+    status, ctype, text = get(base + "/metrics")
+    assert status == 200 and ctype.startswith("text/plain")
+    check = subprocess.run([promtool, "check", "metrics"], input=text, capture_output=True, text=True, timeout=30)
+    assert check.returncode == 0, check.stdout + check.stderr
+    r = "mmengine_epoch_rtmdet_coco_v0.7.3"
+    assert value(text, "trainwarden_train_epoch", run=r) == 200
+    assert value(text, "trainwarden_train_max_epochs", run=r) == 200
+    assert value(text, "trainwarden_run_state", run=r, state="finished") == 1
+    assert value(text, "trainwarden_run_state", run=r, state="running") == 0
+    assert value(text, "trainwarden_eval_metric", run=r, mode="val", key="coco/bbox_mAP") == pytest.approx(0.007)
+    assert value(text, "trainwarden_eval_best", run=r, key="coco/bbox_mAP") == pytest.approx(0.009)
+    assert value(text, "trainwarden_train_cuda_max_allocated_bytes", run=r) == 7957 * 1048576
+    k = "mmengine_kaist_resumed"
+    assert value(text, "trainwarden_train_iteration", run=k) == 34317
+    assert value(text, "trainwarden_train_loss_component", run=k, component="loss_cls") == pytest.approx(0.1)
+    assert value(text, "trainwarden_train_accuracy_ratio", run=k) == pytest.approx(0.96875)
+    assert value(text, "trainwarden_log_errors_total", run=k, kind="nonfinite_loss") == 2
+    assert value(text, "trainwarden_log_errors_total", run=k, kind="cuda_oom") == 0
+    assert value(text, "trainwarden_early_stopping_evaluations_without_improvement", run=k) == 2
+    assert value(text, "trainwarden_checkpoint_files", run=k) == 5
+    assert value(text, "trainwarden_checkpoint_last_epoch", run=k) == 3
+    assert value(text, "trainwarden_run_state", run=k, state="early_stopped") == 1
+    assert value(text, "trainwarden_collector_success", collector="logs") == 1
+    assert value(text, "trainwarden_build_info", version=__import__("trainwarden").__version__) == 1
+    assert ("trainwarden_train_loss", (("run", "mmengine_test_rtmdet_coco_v0.7.3"),)) not in samples(text)  # unknown: omitted
+    assert "instance" not in text and "pid=" not in text
+    # OpenMetrics when Prometheus asks for it
+    req = urllib.request.Request(base + "/metrics", headers={"Accept": "application/openmetrics-text; version=1.0.0"})
+    with urllib.request.urlopen(req, timeout=10) as resp:
+        assert resp.headers["Content-Type"].startswith("application/openmetrics-text")
+        assert resp.read().decode().rstrip().endswith("# EOF")
+
+
+def test_api_landing_page_tail_and_health(tmp_path, agent_on):
+    root = tmp_path / "runs"
+    shutil.copytree(REAL / "mmdet2x_retinanet_voc", root / "<i>odd & name")
+    _, base = agent_on(root)
+    status, ctype, body = get(base + "/api/runs")
+    doc = json.loads(body)
+    assert status == 200 and ctype == "application/json"
+    assert [r["run"] for r in doc["runs"]] == ["<i>odd & name"] and doc["gpus"] == []
+    status, _, page = get(base + "/")
+    assert status == 200 and "&lt;i&gt;odd &amp; name" in page and "<i>odd" not in page
+    status, _, body = get(base + "/api/runs/%3Ci%3Eodd%20%26%20name/log?lines=2")
+    tail = json.loads(body)
+    assert status == 200 and tail["lines"][-1].endswith("Saving checkpoint at 4 epochs") and len(tail["lines"]) == 2
+    assert get(base + "/api/runs/nope/log")[0] == 404
+    assert get(base + "/api/runs/x/log?lines=abc")[0] == 400
+    assert get(base + "/healthz")[:3:2] == (200, "ok\n")
+    assert get(base + "/nothing")[0] == 404
+
+
+def line(ts: str, text: str) -> bytes:
+    return f"{ts}{P}{text}\n".encode()
+
+
+def train_line(epoch: int, it: int, loss: str) -> str:
+    return (f"Epoch(train)  [{epoch}][{it:>4}/1000]  lr: 4.0000e-05  eta: 0:10:00  time: 0.4567  data_time: 0.0123  "
+            f"memory: 5432  loss: {loss}  loss_cls: 0.1000")
+
+
+@pytest.mark.parametrize("file_events", [True, False], ids=["events", "polling"])
+def test_runs_appear_grow_and_resume_while_watched(tmp_path, agent_on, file_events):
+    root = tmp_path / "work_dirs"
+    root.mkdir()
+    _, base = agent_on(root, use_watchdog=file_events)
+    assert json.loads(get(base + "/api/runs")[2])["runs"] == []
+    session = root / "exp" / "20251111_180600"
+    session.mkdir(parents=True)
+    log = session / "20251111_180600.log"
+    now = time.strftime("%Y/%m/%d %H:%M:%S")
+    log.write_bytes(line(now, "Config:") + b"train_cfg = dict(type='EpochBasedTrainLoop', max_epochs=2)\n"
+                    + line(now, train_line(1, 50, "0.3000")))
+    wait_for(lambda: value(get(base + "/metrics")[2], "trainwarden_train_loss", run="exp") == 0.3, timeout=10)
+    # a half-written line is not read until its end arrives
+    with log.open("ab") as f:
+        f.write(line(now, train_line(1, 100, "0.2900"))[:-30])
+    time.sleep(0.6)
+    assert value(get(base + "/metrics")[2], "trainwarden_train_iteration", run="exp") == 50
+    with log.open("ab") as f:
+        f.write(line(now, train_line(1, 100, "0.2900"))[-30:])
+    wait_for(lambda: value(get(base + "/metrics")[2], "trainwarden_train_iteration", run="exp") == 100, timeout=10)
+    # a resume writes a new session folder
+    s2 = root / "exp" / "20251112_090000"
+    s2.mkdir()
+    (s2 / "20251112_090000.log").write_bytes(line(now, "resumed epoch: 1, iter: 1000") + line(now, train_line(2, 50, "0.2500")))
+    wait_for(lambda: value(get(base + "/metrics")[2], "trainwarden_train_iteration", run="exp") == 1050, timeout=10)
+    doc = json.loads(get(base + "/api/runs")[2])
+    assert doc["runs"][0]["sessions"] == ["20251111_180600", "20251112_090000"]
+    # checkpoints appear
+    (root / "exp" / "epoch_1.pth").write_bytes(b"x")
+    wait_for(lambda: value(get(base + "/metrics")[2], "trainwarden_checkpoint_files", run="exp") == 1, timeout=10)
+    # a second run appears beside the first
+    other = root / "other" / "20251113_000000"
+    other.mkdir(parents=True)
+    (other / "20251113_000000.log").write_bytes(line(now, train_line(1, 50, "0.5000")))
+    wait_for(lambda: value(get(base + "/metrics")[2], "trainwarden_train_loss", run="other") == 0.5, timeout=10)
+
+
+def test_bad_input_never_stops_the_agent(tmp_path, agent_on):
+    root = tmp_path / "work_dirs"
+    session = root / "exp" / "20251111_180600"
+    session.mkdir(parents=True)
+    log = session / "20251111_180600.log"
+    now = time.strftime("%Y/%m/%d %H:%M:%S")
+    log.write_bytes(b"\x00\xff\xfe garbage \x80\n" * 10 + "训练开始\r\n".encode("gbk") + b"y" * (3 << 20) + b"\n"
+                    + line(now, train_line(1, 50, "nan")))
+    _, base = agent_on(root)
+    text = get(base + "/metrics")[2]
+    assert value(text, "trainwarden_log_parse_errors_total", run="exp") == 1  # the 3 MB line
+    assert value(text, "trainwarden_log_errors_total", run="exp", kind="nonfinite_loss") == 1
+    loss = value(text, "trainwarden_train_loss", run="exp")
+    assert loss != loss  # NaN: the log says nan
+    log.write_bytes(line(now, train_line(1, 50, "0.4000")))  # truncated and rewritten
+    wait_for(lambda: value(get(base + "/metrics")[2], "trainwarden_train_loss", run="exp") == 0.4, timeout=10)
+    shutil.rmtree(root / "exp")  # the run disappears
+    time.sleep(1.0)
+    assert get(base + "/healthz")[0] == 200
+    assert value(get(base + "/metrics")[2], "trainwarden_collector_success", collector="logs") == 1

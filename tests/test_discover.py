@@ -1,0 +1,109 @@
+"""Run discovery on the layouts MMEngine and mmcv write, built in temporary folders."""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+from trainwarden.sources.discover import describe, find_work_dirs, list_checkpoints, run_names
+
+
+def touch(path, data=b"x\n"):
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(data)
+    return path
+
+
+@pytest.fixture
+def work_dirs(tmp_path):
+    root = tmp_path / "work_dirs"
+    a = root / "stage2_1_pure_detection"
+    touch(a / "20251111_180600" / "20251111_180600.log")
+    touch(a / "20251111_180600" / "vis_data" / "scalars.json")
+    touch(a / "20251112_090000" / "20251112_090000.log")
+    touch(a / "stage2_1_kaist_detonly_pure_detection.py")
+    touch(a / "epoch_1.pth")
+    touch(a / "best_coco" / "bbox_mAP_epoch_1.pth")
+    (a / "last_checkpoint").write_text(str(a / "epoch_1.pth"), encoding="utf-8")
+    b = root / "plan_b" / "stage2_1_progressive_macl"  # one level deeper
+    touch(b / "20251113_100000" / "20251113_100000.log")
+    c = root / "mmdet2_run"
+    touch(c / "20230208_061338.log")
+    touch(c / "20230208_061338.log.json")
+    touch(c / "20230209_080000.log")  # a resume writes a second log beside the first
+    touch(c / "epoch_3.pth")
+    (root / "notes").mkdir()
+    touch(root / "notes" / "readme.txt")
+    return root
+
+
+def test_folder_of_work_dirs(work_dirs):
+    found = find_work_dirs(work_dirs)
+    assert [p.name for p in found] == ["mmdet2_run", "stage2_1_progressive_macl", "stage2_1_pure_detection"]
+
+
+def test_a_work_dir_and_a_session_folder_both_mean_the_run(work_dirs):
+    wd = work_dirs / "stage2_1_pure_detection"
+    assert find_work_dirs(wd) == [wd]
+    assert find_work_dirs(wd / "20251111_180600") == [wd]  # the guide names the <ts>/ folder as the work dir
+
+
+def test_mmengine_sessions_fold_in_time_order(work_dirs):
+    layout = describe(work_dirs / "stage2_1_pure_detection")
+    assert layout.framework == "mmengine"
+    assert [s.id for s in layout.sessions] == ["20251111_180600", "20251112_090000"]
+    first = layout.sessions[0]
+    assert first.log.name == "20251111_180600.log" and first.json.name == "scalars.json" and first.json_kind == "scalars"
+    assert layout.config_file.name == "stage2_1_kaist_detonly_pure_detection.py"
+
+
+def test_mmcv_sessions(work_dirs):
+    layout = describe(work_dirs / "mmdet2_run")
+    assert layout.framework == "mmcv"
+    assert [(s.id, s.log.name, s.json.name if s.json else None) for s in layout.sessions] == [
+        ("20230208_061338", "20230208_061338.log", "20230208_061338.log.json"),
+        ("20230209_080000", "20230209_080000.log", None),
+    ]
+
+
+def test_checkpoints_include_the_old_best_subfolder_and_last_checkpoint(work_dirs):
+    wd = work_dirs / "stage2_1_pure_detection"
+    files, last = list_checkpoints(wd)
+    by_name = {c["file"]: c for c in files}
+    assert set(by_name) == {"epoch_1.pth", "best_coco/bbox_mAP_epoch_1.pth"}
+    assert by_name["epoch_1.pth"]["epoch"] == 1 and not by_name["epoch_1.pth"]["best"]
+    assert by_name["best_coco/bbox_mAP_epoch_1.pth"]["best"] and by_name["best_coco/bbox_mAP_epoch_1.pth"]["epoch"] == 1
+    assert last == str(wd / "epoch_1.pth")
+
+
+@pytest.mark.skipif(not hasattr(os, "symlink"), reason="no symlinks on this platform")
+def test_latest_link_and_iteration_checkpoints(tmp_path):
+    wd = tmp_path / "run"
+    touch(wd / "20230208_061338.log")
+    touch(wd / "iter_1500.pth", b"x" * 10)
+    os.symlink("iter_1500.pth", wd / "latest.pth")
+    os.symlink("missing.pth", wd / "dangling.pth")  # a broken link is not a checkpoint
+    files, _ = list_checkpoints(wd)
+    by_name = {c["file"]: c for c in files}
+    assert set(by_name) == {"iter_1500.pth", "latest.pth"}
+    assert by_name["latest.pth"]["iteration"] == 1500 and by_name["latest.pth"]["link"]
+
+
+def test_checkpoints_in_the_logged_out_dir(tmp_path):
+    wd = tmp_path / "run"
+    touch(wd / "20230208_061338.log")
+    out = tmp_path / "elsewhere"
+    touch(out / "epoch_7.pth")
+    files, _ = list_checkpoints(wd, out)
+    assert [c["file"] for c in files] == ["epoch_7.pth"]
+
+
+def test_names_stay_unique(tmp_path):
+    a, b = tmp_path / "x" / "exp", tmp_path / "y" / "exp"
+    names = run_names([a, b, tmp_path / "z" / "other"])
+    assert names[a] == "x/exp" and names[b] == "y/exp" and names[tmp_path / "z" / "other"] == "other"
+
+
+def test_nothing_to_find(tmp_path):
+    assert find_work_dirs(tmp_path) == []
+    assert find_work_dirs(tmp_path / "missing") == []

@@ -1,0 +1,144 @@
+"""Folding records into a run's state, and judging its lifecycle state against an injected clock."""
+
+from __future__ import annotations
+
+import pytest
+from trainwarden.evaluate import judge_state
+from trainwarden.parse.records import (
+    CheckpointSaved,
+    ConfigFacts,
+    EarlyStopTriggered,
+    EvalProgress,
+    EvalRecord,
+    Resumed,
+    TrainRecord,
+)
+from trainwarden.policy import Policy
+from trainwarden.state import HISTORY_POINTS, MAX_EVALUATIONS, RECENT_TRAIN, RunState
+
+T0 = 1_762_900_000.0
+IPE = 1000
+POLICY = Policy(stall_pace_multiplier=10, stall_floor_seconds=300, stall_eval_multiplier=2)
+
+
+def train(ts, epoch, it, loss=0.3):
+    return TrainRecord(ts, epoch, it, IPE, None, None, {"loss": loss, "lr": 4e-5}, 100.0)
+
+
+def run_with(records, session="s1") -> RunState:
+    state = RunState("r", "/w", "mmengine")
+    state.apply_all([ConfigFacts(None, loop="epoch", max_epochs=2, val_interval=1)], session)
+    state.apply_all(records, session)
+    return state
+
+
+def epoch_lines(epoch, start_ts, step=20.0):
+    return [train(start_ts + k * step, epoch, it) for k, it in enumerate(range(50, IPE + 1, 50))]
+
+
+def judge(state, now):
+    return judge_state(state.snapshot(), POLICY, now)
+
+
+def test_running_then_stalled_against_its_own_pace():
+    lines = epoch_lines(1, T0)[:10]  # a line every 20 s: window max(300, 10 x 20) = 300 s
+    state = run_with(lines)
+    last = lines[-1].ts
+    assert judge(state, last + 60).state == "running"
+    assert judge(state, last + 299).state == "running"
+    j = judge(state, last + 301)
+    assert j.state == "stalled" and j.stall_seconds == 300
+
+
+def test_slow_run_gets_a_longer_window():
+    lines = [train(T0 + k * 100, 1, 50 * (k + 1)) for k in range(10)]  # a line every 100 s
+    state = run_with(lines)
+    assert judge(state, lines[-1].ts + 900).state == "running"
+    assert judge(state, lines[-1].ts + 1001).state == "stalled"
+
+
+def test_a_validation_as_long_as_the_last_one_is_not_a_stall():
+    first = epoch_lines(1, T0)
+    end1 = first[-1].ts
+    records = [*first, CheckpointSaved(end1 + 5, "epoch", 1), EvalRecord(end1 + 600, "val", 1, None, {"mAP": 0.6})]
+    second = epoch_lines(2, end1 + 620)
+    state = run_with(records + second)
+    end2 = second[-1].ts
+    assert judge(state, end2 + 900).state == "running"  # the last validation took 600 s: allow 1200
+    assert judge(state, end2 + 1201).state == "finished"  # training reached its end: quiet means finished
+
+
+def test_finished_needs_the_final_evaluation_when_validations_run():
+    records = [*epoch_lines(1, T0), EvalRecord(T0 + 1000, "val", 1, None, {"mAP": 0.6})]
+    records += epoch_lines(2, T0 + 1100)
+    end = records[-1].ts
+    records.append(CheckpointSaved(end + 1, "epoch", 2))
+    state = run_with(records)
+    assert judge(state, end + 10).state == "running"  # waiting for the epoch-2 validation
+    state.apply(EvalProgress(end + 30, "val"), "s1")
+    assert judge(state, end + 40).state == "running"
+    state.apply(EvalRecord(end + 60, "val", 2, None, {"mAP": 0.63}), "s1")
+    j = judge(state, end + 61)
+    assert j.state == "finished" and j.reached_end
+
+
+def test_early_stop_then_a_resumed_session_runs_again():
+    records = [*epoch_lines(1, T0), EarlyStopTriggered(T0 + 999, "no_improvement", None, 0.6, "stop")]
+    state = run_with(records)
+    assert judge(state, T0 + 1000).state == "early_stopped"
+    state.apply_all([Resumed(T0 + 2000, 1, 1000), train(T0 + 2020, 2, 50)], "s2")
+    assert judge(state, T0 + 2030).state == "running"
+
+
+def test_unknown_without_anything_to_judge():
+    assert judge(RunState("r", "/w", "unknown"), T0).state == "unknown"
+
+
+def test_iteration_based_validation_takes_the_iteration_before_it():
+    state = RunState("r", "/w", "mmengine")
+    state.apply_all([
+        TrainRecord(T0, None, None, None, 400, 3000, {"loss": 0.1}, 10.0),
+        EvalRecord(T0 + 5, "val", None, None, {"mIoU": 24.59}),
+    ], "s")
+    assert state.snapshot()["evaluations"][0]["iteration"] == 400
+
+
+def test_a_resumed_run_evaluating_an_epoch_again_replaces_the_result():
+    state = run_with([*epoch_lines(1, T0), EvalRecord(T0 + 1000, "val", 1, None, {"mAP": 0.58})])
+    state.apply_all([Resumed(T0 + 2000, 0, 0), *epoch_lines(1, T0 + 2100),
+                     EvalRecord(T0 + 3000, "val", 1, None, {"mAP": 0.61})], "s2")
+    evals = state.snapshot()["evaluations"]
+    assert len(evals) == 1 and evals[0]["metrics"]["mAP"] == 0.61 and evals[0]["iteration"] == IPE
+
+
+def test_global_iteration_across_epochs():
+    state = run_with([train(T0, 3, 250)])
+    assert state.snapshot()["latest_iteration"] == 2 * IPE + 250
+
+
+def test_nonfinite_loss_counts_once_per_line():
+    state = run_with([train(T0, 1, 50, float("nan")), train(T0 + 20, 1, 100, float("inf")), train(T0 + 40, 1, 150)])
+    snap = state.snapshot()
+    assert snap["errors_total"]["nonfinite_loss"] == 2
+
+
+def test_memory_stays_bounded_whatever_the_log_length():
+    state = RunState("r", "/w", "mmengine")
+    for k in range(200_000):
+        state.apply(TrainRecord(T0 + k, None, None, None, k, None, {"loss": 0.3}, None), "s")
+    for k in range(MAX_EVALUATIONS + 500):
+        state.apply(EvalRecord(T0 + k, "val", None, k, {"mIoU": 1.0}), "s")
+    snap = state.snapshot()
+    assert len(snap["recent"]) == RECENT_TRAIN
+    assert HISTORY_POINTS // 2 <= len(snap["history"]) <= HISTORY_POINTS + 1
+    assert len(snap["evaluations"]) == MAX_EVALUATIONS
+    iterations = [p["iteration"] for p in snap["history"]]
+    assert iterations == sorted(iterations) and iterations[-1] > 190_000  # spread over the whole run
+
+
+@pytest.mark.parametrize("sampled", [True, False])
+def test_a_sample_restarts_the_recent_window(sampled):
+    state = run_with([train(T0, 1, 50), train(T0 + 20, 1, 100)])
+    rec = train(T0 + 5000, 2, 500)
+    state.apply(TrainRecord(rec.ts, 2, 500, IPE, None, None, rec.values, None, sampled=sampled), "s1")
+    assert len(state.snapshot()["recent"]) == (0 if sampled else 3)
