@@ -140,3 +140,29 @@ def test_status_table_names_every_run():
         if path.is_dir():
             assert path.name[:20] in result.stdout
     assert "finished" in result.stdout and "stalled" in result.stdout
+
+
+def test_json_logs_serve_a_session_without_its_text_log(copy_fixture):
+    """The text log wins when both exist; a session with only MMEngine's scalars.json or mmcv's .log.json (the
+    text log deleted, or only vis_data copied) is still read."""
+    wd = copy_fixture(REAL / "mmengine_epoch_rtmdet_coco_v0.7.3")
+    (wd / "20230611_194513" / "20230611_194513.log").unlink()
+    run = json.loads(run_cli("status", "--json", str(wd)).stdout)["runs"][0]
+    assert run["epoch"] == 200 and run["iteration"] == 800 and run["loss"] == pytest.approx(4.7483178377660807e-07)
+    assert len(run["evaluations"]) == 20 and run["evaluations"][-1]["epoch"] == 200
+    assert run["evaluations"][-1]["metrics"]["coco/bbox_mAP"] == 0.007
+
+    wd = copy_fixture(REAL / "mmdet2x_retinanet_voc")
+    (wd / "20230208_061338.log").unlink()
+    run = json.loads(run_cli("status", "--json", str(wd)).stdout)["runs"][0]
+    assert run["framework"] == "mmcv" and run["max_epochs"] == 5  # from the config in the first JSON line
+    assert [e["epoch"] for e in run["evaluations"]] == [1, 2, 3]
+    assert run["evaluations"][1]["metrics"]["mAP"] == 0.85002  # the JSON keeps more digits than the text log
+    assert run["epoch"] == 4 and run["epoch_iteration"] == 4100 and run["loss"] == 0.27619
+
+
+def test_a_test_dump_without_its_text_log(copy_fixture):
+    wd = copy_fixture(REAL / "mmengine_test_rtmdet_coco_v0.7.3")
+    (wd / "20230611_201106" / "20230611_201106.log").unlink()
+    run = json.loads(run_cli("status", "--json", str(wd)).stdout)["runs"][0]
+    assert [(e["mode"], e["metrics"]["coco/bbox_mAP"]) for e in run["evaluations"]] == [("test", 0.003)]

@@ -11,6 +11,7 @@ import logging
 import queue
 import threading
 import time
+import warnings
 from collections.abc import Callable
 from pathlib import Path
 
@@ -134,6 +135,8 @@ class Agent:
         except ImportError:
             log.warning("watchdog is not installed: polling every %.1f s", self.poll_interval)
             return
+        # watchdog's inotify emitter warns when a new folder is registered twice (a race inside it): harmless
+        warnings.filterwarnings("ignore", message="Callback with id", category=RuntimeWarning)
         observer = Observer()
         handler = _EnqueueHandler(self.events)
         scheduled = 0

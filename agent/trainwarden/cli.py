@@ -110,7 +110,7 @@ def cmd_status(args: argparse.Namespace) -> ExitCode:
         doc["runs"] += part["runs"]
         doc["gpus"] += part.get("gpus") or []
     if args.json:
-        from .web import to_json
+        from .document import to_json
 
         sys.stdout.write(to_json(doc).decode("utf-8") + "\n")
     else:

@@ -6,6 +6,7 @@ in `nonfinite`, since JSON has no NaN.
 
 from __future__ import annotations
 
+import json
 import math
 from pathlib import Path
 
@@ -190,6 +191,11 @@ def run_document(snap: dict, judgement: Judgement) -> dict:
         "versions": dict(snap["config"].versions),
     }
     return doc
+
+
+def to_json(doc: dict) -> bytes:
+    """The document as UTF-8 JSON. NaN never reaches it (values pass through _num); allow_nan=False proves it."""
+    return json.dumps(doc, allow_nan=False, ensure_ascii=False).encode("utf-8")
 
 
 def status_document(snapshots: list[dict], policy: Policy, now: float, gpus: list[dict] | None = None) -> dict:

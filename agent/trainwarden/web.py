@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 import html
-import json
 import logging
-import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -16,6 +14,7 @@ from prometheus_client.exposition import choose_encoder
 from prometheus_client.registry import CollectorRegistry
 
 from . import __version__
+from .document import to_json
 
 log = logging.getLogger("trainwarden.web")
 MAX_TAIL_LINES = 5000
@@ -26,16 +25,6 @@ class WebApp:
     registry: CollectorRegistry
     status: Callable[[], dict]  # the status document
     tail: Callable[[str, int], dict | None]  # run name, n -> {"run", "file", "lines"} or None
-
-
-def _json_default(value):
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    raise TypeError(type(value).__name__)
-
-
-def to_json(doc: dict) -> bytes:
-    return json.dumps(doc, default=_json_default, allow_nan=False, ensure_ascii=False).encode("utf-8")
 
 
 def _fmt_time(ts: float | None) -> str:

@@ -29,7 +29,7 @@ class ScanLimits:
     head_max_bytes: int = 8 << 20
     chunk_bytes: int = 4 << 20
     sample_every_bytes: int = 1 << 20
-    tail_min_bytes: int = 2 << 20
+    tail_min_bytes: int = 128 << 10
     tail_max_bytes: int = 64 << 20
     tail_train_lines: int = 300
     max_line_bytes: int = 1 << 20
@@ -100,7 +100,8 @@ def _train_signature(line: bytes) -> tuple[int, bytes] | None:
 def _candidate_regex(width: int, key: bytes) -> re.Pattern[bytes]:
     # A newline NOT followed by `width` header bytes and the train words marks a line worth parsing.
     # Validation progress lines (`Epoch(val) [1][ 50/2252]  eta: ...`) are skipped too: they carry no metrics.
-    skip = re.escape(key) + rb"|(?:Epoch|Iter)\((?:val|test)\)[^\n]*\beta: "
+    # The pattern looks only at the brackets before `eta:`; scanning whole lines would double the cost.
+    skip = re.escape(key) + rb"|(?:Epoch|Iter)\((?:val|test)\) *\[[\d /]+\](?:\[[\d /]+\])? +eta: "
     return re.compile(rb"\n(?![^\n]{%d}(?:%s))" % (width, skip))
 
 
@@ -229,6 +230,11 @@ def _scan_middle(f, start: int, end: int, width: int, key: bytes, scan: _Scan) -
             base += cut
             filled = rest
     view.release()
+    # The tail is parsed line by line and its first lines (an `Iter(val)`, say) take their context from the
+    # train line before them, which the middle may have skipped: parse it.
+    last = _FileBefore(f, 0).train_line_before(end, key)
+    if last is not None:
+        scan.train_at(last, 0)
 
 
 class _FileBefore:
