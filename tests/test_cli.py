@@ -130,12 +130,15 @@ def test_watch_on_a_taken_port_fails_with_a_clear_message(watcher):
     assert result.returncode == 1 and "in use" in result.stderr.lower()
 
 
-def test_remote_agent_down_exits_1():
+def test_remote_agent_down_exits_1_but_shows_the_others():
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]  # bound, not listening: connections are refused
         result = run_cli("status", f"http://127.0.0.1:{port}")
-    assert result.returncode == 1 and "cannot read agent" in result.stderr
+        assert result.returncode == 1 and "cannot read agent" in result.stderr
+        result = run_cli("status", "--json", f"http://127.0.0.1:{port}", str(REAL / "mmdet2x_retinanet_voc"))
+    assert result.returncode == 1 and f"127.0.0.1:{port}" in result.stderr
+    assert [r["run"] for r in json.loads(result.stdout)["runs"]] == ["mmdet2x_retinanet_voc"]
 
 
 def test_demo_replays_a_run_and_watches_it(tmp_path):

@@ -57,7 +57,7 @@ class Agent:
         host: str = "127.0.0.1",
         port: int = 9841,
         policy: Policy = DEFAULT_POLICY,
-        poll_interval: float = 1.0,
+        poll_interval: float = 0.5,
         rediscover_interval: float = 5.0,
         use_watchdog: bool = True,
         clock: Callable[[], float] = time.time,

@@ -90,7 +90,7 @@ def local_status(paths: list[Path], policy) -> dict:
 
 
 def cmd_status(args: argparse.Namespace) -> ExitCode:
-    from .remote import fetch_status, is_url
+    from .remote import RemoteError, fetch_status, is_url
 
     cfg = load_config(args.config_file)
     targets = list(args.paths) + [str(p) for p in cfg.watch]
@@ -105,8 +105,13 @@ def cmd_status(args: argparse.Namespace) -> ExitCode:
         part = local_status(local, cfg.policy)
         doc["runs"] += part["runs"]
         doc["gpus"] += part["gpus"]
+    unreachable = []
     for url in (t for t in targets if is_url(t)):
-        part = fetch_status(url)
+        try:
+            part = fetch_status(url)
+        except RemoteError as exc:  # one host down must not hide the others
+            unreachable.append(str(exc))
+            continue
         doc["runs"] += part["runs"]
         doc["gpus"] += part.get("gpus") or []
     if args.json:
@@ -117,6 +122,10 @@ def cmd_status(args: argparse.Namespace) -> ExitCode:
         from .views.status_table import render_status
 
         render_status(doc)
+    for problem in unreachable:
+        print(f"trainwarden: cannot read agent: {problem}", file=sys.stderr)
+    if unreachable:
+        return ExitCode.FAILURE
     if not doc["runs"]:
         raise NothingFound(f"no runs found under {', '.join(targets)}")
     return ExitCode.RED if any(r.get("health") == "red" for r in doc["runs"]) else ExitCode.OK
@@ -189,7 +198,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--web.listen-address", dest="listen_address",
                    help=f"address to serve HTTP on (default {DEFAULT_LISTEN})")
     p.add_argument("--watch.poll-interval", dest="poll_interval", type=float,
-                   help="seconds between file checks when no file event arrives (default 1)")
+                   help="seconds between file checks when no file event arrives (default 0.5)")
     p.add_argument("--watch.no-file-events", dest="no_file_events", action="store_true",
                    help="poll only (network mounts that send no file events)")
     p.set_defaults(func=cmd_watch)

@@ -7,7 +7,7 @@ Known keys today:
     web:
       listen_address: 127.0.0.1:9841
     discovery:
-      poll_interval_seconds: 1.0  # how often files are checked when no file event arrives
+      poll_interval_seconds: 0.5  # how often files are checked when no file event arrives
       rediscover_interval_seconds: 5.0
       file_events: true           # false on network mounts that send no events
     policy:
@@ -37,7 +37,7 @@ class ConfigError(Exception):
 class Config:
     watch: list[Path] = field(default_factory=list)
     listen_address: str = DEFAULT_LISTEN
-    poll_interval_seconds: float = 1.0
+    poll_interval_seconds: float = 0.5
     rediscover_interval_seconds: float = 5.0
     file_events: bool = True
     policy: Policy = field(default_factory=Policy)
