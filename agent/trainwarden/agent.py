@@ -19,6 +19,7 @@ from .document import status_document
 from .export import CollectorStats, make_registry
 from .policy import DEFAULT_POLICY, Policy
 from .sources.fleet import Fleet
+from .sources.host import HostSources
 from .sources.lastlines import last_lines
 from .web import WebApp, make_server
 
@@ -61,8 +62,10 @@ class Agent:
         rediscover_interval: float = 5.0,
         use_watchdog: bool = True,
         clock: Callable[[], float] = time.time,
+        host_sources: HostSources | None = None,
     ) -> None:
         self.fleet = Fleet(roots)
+        self.host = host_sources if host_sources is not None else HostSources()
         self.policy = policy
         self.poll_interval = poll_interval
         self.rediscover_interval = rediscover_interval
@@ -86,7 +89,13 @@ class Agent:
 
     # -- reading (HTTP threads) ------------------------------------------------------------------------------
     def status_document(self) -> dict:
-        return status_document(self.fleet.snapshots(), self.policy, self.clock())
+        """Built at each request: GPUs are read at scrape time, runs from their latest snapshots."""
+        reading = self.host.sample_gpus()
+        self.stats.success["gpu"] = reading.ok
+        self.stats.duration_seconds["gpu"] = reading.duration_seconds
+        doc = status_document(self.fleet.snapshots(), self.policy, self.clock(), reading.gpus)
+        doc["gpu_error"] = reading.error
+        return doc
 
     def tail(self, run: str, n: int) -> dict | None:
         for reader in self.fleet.current_readers():
@@ -124,6 +133,7 @@ class Agent:
         self.server.server_close()
         if self._worker is not None:
             self._worker.join(timeout=10)
+        self.host.close()
 
     def wait(self) -> None:
         while not self._stop.wait(0.5):
@@ -156,6 +166,7 @@ class Agent:
     # -- the worker ------------------------------------------------------------------------------------------
     def _work(self) -> None:
         self._timed("logs", self.fleet.rediscover)
+        self._timed("process", lambda: self.host.update_processes(self.fleet, discover=True))
         self.ready.set()
         next_poll = time.monotonic() + self.poll_interval
         next_discovery = time.monotonic() + self.rediscover_interval
@@ -167,6 +178,7 @@ class Agent:
             now = time.monotonic()
             if now >= next_discovery or any(p is _REDISCOVER for p in paths):
                 self._timed("logs", self.fleet.rediscover)
+                self._timed("process", lambda: self.host.update_processes(self.fleet, discover=True))
                 next_discovery = now + self.rediscover_interval
                 next_poll = now + self.poll_interval
                 continue
@@ -174,6 +186,7 @@ class Agent:
                 self._timed("logs", lambda batch=paths: self._poll_paths(batch))
             if now >= next_poll:
                 self._timed("logs", self.fleet.poll)
+                self._timed("process", lambda: self.host.update_processes(self.fleet, discover=False))
                 next_poll = now + self.poll_interval
 
     def _drain(self, timeout: float) -> list:

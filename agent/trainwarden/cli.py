@@ -46,9 +46,12 @@ def cmd_watch(args: argparse.Namespace) -> ExitCode:
         raise UsageError(f"watch: no such folder: {', '.join(missing)}")
     host, port = _listen(args.listen_address or cfg.listen_address)
     poll = args.poll_interval or cfg.poll_interval_seconds
+    from .sources.host import HostSources
+
     agent = Agent(roots, host, port, cfg.policy, poll_interval=poll,
                   rediscover_interval=cfg.rediscover_interval_seconds,
-                  use_watchdog=cfg.file_events and not args.no_file_events)
+                  use_watchdog=cfg.file_events and not args.no_file_events,
+                  host_sources=HostSources(pids={name: pid for name in cfg.runs if (pid := cfg.pid_of(name))}))
     _stop_on_signals(agent)
     agent.start()
     shown_host = f"[{host}]" if ":" in host else host
@@ -80,13 +83,21 @@ def _stop_on_signals(agent) -> None:
             pass
 
 
-def local_status(paths: list[Path], policy) -> dict:
+def local_status(paths: list[Path], cfg) -> dict:
     from .document import status_document
     from .sources.fleet import Fleet
+    from .sources.host import HostSources
 
     fleet = Fleet(paths)
     fleet.rediscover()
-    return status_document(fleet.snapshots(), policy, time.time())
+    host = HostSources(pids={name: pid for name in cfg.runs if (pid := cfg.pid_of(name))})
+    host.update_processes(fleet, discover=True)
+    logging.getLogger("trainwarden.nvml").setLevel(logging.ERROR)  # said in the document, not as a warning
+    reading = host.sample_gpus()
+    host.close()
+    doc = status_document(fleet.snapshots(), cfg.policy, time.time(), reading.gpus)
+    doc["gpu_error"] = reading.error
+    return doc
 
 
 def cmd_status(args: argparse.Namespace) -> ExitCode:
@@ -102,9 +113,10 @@ def cmd_status(args: argparse.Namespace) -> ExitCode:
         raise UsageError(f"status: no such folder: {', '.join(missing)}")
     doc: dict = {"runs": [], "gpus": [], "timestamp": time.time()}
     if local:
-        part = local_status(local, cfg.policy)
+        part = local_status(local, cfg)
         doc["runs"] += part["runs"]
         doc["gpus"] += part["gpus"]
+        doc["gpu_error"] = part["gpu_error"]
     unreachable = []
     for url in (t for t in targets if is_url(t)):
         try:

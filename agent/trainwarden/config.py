@@ -15,6 +15,9 @@ Known keys today:
       stall_pace_multiplier: 10
       stall_floor_seconds: 300
       stall_eval_multiplier: 2
+    runs:
+      stage2_1_pure_detection:      # a run's name: its work dir's name
+        pid: 12345                  # its training process, when finding it by itself is not wanted
 """
 
 from __future__ import annotations
@@ -41,6 +44,10 @@ class Config:
     rediscover_interval_seconds: float = 5.0
     file_events: bool = True
     policy: Policy = field(default_factory=Policy)
+    runs: dict[str, dict] = field(default_factory=dict)  # run name -> {"pid": int}
+
+    def pid_of(self, run: str) -> int | None:
+        return self.runs.get(run, {}).get("pid")
 
 
 def parse_listen_address(text: str) -> tuple[str, int]:
@@ -96,7 +103,7 @@ def load_config(path: Path | None) -> Config:
         raise ConfigError([f"{path}: the top level must be a mapping"])
     problems: list[str] = []
     cfg = Config()
-    _unknown("", data, {"watch", "web", "discovery", "policy"}, problems)
+    _unknown("", data, {"watch", "web", "discovery", "policy", "runs"}, problems)
     watch = data.get("watch", [])
     if isinstance(watch, str):
         watch = [watch]
@@ -139,6 +146,16 @@ def load_config(path: Path | None) -> Config:
         if value is not None:
             overrides[key] = value
     cfg.policy = Policy(**overrides)
+    for name, settings in _section(data, "runs", problems).items():
+        if not isinstance(settings, dict):
+            problems.append(f"runs.{name}: expected a mapping")
+            continue
+        _unknown(f"runs.{name}", settings, {"pid"}, problems)
+        pid = settings.get("pid")
+        if pid is not None and (isinstance(pid, bool) or not isinstance(pid, int) or pid <= 0):
+            problems.append(f"runs.{name}.pid: expected a process id, got {pid!r}")
+            continue
+        cfg.runs[str(name)] = {"pid": pid} if pid is not None else {}
     if problems:
         raise ConfigError([f"{path}: {p}" for p in problems])
     return cfg

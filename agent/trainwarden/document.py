@@ -198,6 +198,34 @@ def to_json(doc: dict) -> bytes:
     return json.dumps(doc, allow_nan=False, ensure_ascii=False).encode("utf-8")
 
 
+def attach_gpus(runs: list[dict], gpus: list[dict]) -> list[dict]:
+    """Map GPU compute processes to runs through each run's process tree: `gpus` of a run (with the GPU memory
+    its processes use) and `runs` of a GPU."""
+    owner: dict[int, dict] = {}
+    for run in runs:
+        run["gpus"] = []
+        process = run.get("process") or {}
+        if process.get("up"):
+            for pid in process.get("pids", []):
+                owner[pid] = run
+    out = []
+    for gpu in gpus:
+        gpu = {**gpu, "runs": []}
+        per_run: dict[str, dict] = {}
+        for p in gpu.get("processes", []):
+            run = owner.get(p["pid"])
+            if run is None:
+                continue
+            entry = per_run.setdefault(run["run"], {"index": gpu["index"], "uuid": gpu["uuid"], "memory_used_bytes": None})
+            if p.get("used_memory_bytes") is not None:
+                entry["memory_used_bytes"] = (entry["memory_used_bytes"] or 0) + p["used_memory_bytes"]
+            if run["run"] not in gpu["runs"]:
+                gpu["runs"].append(run["run"])
+                run["gpus"].append(entry)
+        out.append(gpu)
+    return out
+
+
 def status_document(snapshots: list[dict], policy: Policy, now: float, gpus: list[dict] | None = None) -> dict:
     runs = [run_document(s, judge_state(s, policy, now)) for s in snapshots]
-    return {"runs": runs, "gpus": gpus or [], "timestamp": now}
+    return {"runs": runs, "gpus": attach_gpus(runs, gpus or []), "timestamp": now}

@@ -114,9 +114,7 @@ def add_run(f: _Families, run: dict) -> None:
         )
     if es.get("patience") is not None:
         f.gauge("early_stopping_patience", "Early-stop patience.", ["run"]).add_metric([r], es["patience"])
-    process = run.get("process")
-    if process and process.get("up") is not None:
-        f.gauge("process_up", "1 while the training process runs.", ["run"]).add_metric([r], 1 if process["up"] else 0)
+    _add_process(f, run)
     log = run["log"]
     errors = f.counter("log_errors", "Error lines seen in the run's logs and consoles.", ["run", "kind"])
     for kind in ERROR_KINDS:
@@ -176,6 +174,53 @@ def _add_checkpoints(f: _Families, run: dict) -> None:
         )
 
 
+def _add_process(f: _Families, run: dict) -> None:
+    r = run["run"]
+    process = run.get("process")
+    if not process:
+        return  # never seen: judged by the log alone, no process_up at all
+    f.gauge("process_up", "1 while the training process runs.", ["run"]).add_metric([r], 1 if process["up"] else 0)
+    if process.get("start_timestamp_seconds") is not None:
+        f.gauge("process_start_timestamp_seconds", "When the training process started.", ["run"]).add_metric(
+            [r], process["start_timestamp_seconds"])
+    if process.get("end_timestamp_seconds") is not None:
+        f.gauge("process_end_timestamp_seconds", "When the training process was seen to end.", ["run"]).add_metric(
+            [r], process["end_timestamp_seconds"])
+    if process.get("exit_code") is not None:
+        f.gauge("process_exit_code", "Exit code of the ended training process (when known).", ["run"]).add_metric(
+            [r], process["exit_code"])
+    for gpu in run.get("gpus") or []:
+        labels = [r, str(gpu["index"]), gpu["uuid"]]
+        f.gauge("gpu_run_info", "1 where the run's processes use the GPU.", ["run", "gpu", "uuid"]).add_metric(labels, 1)
+        if gpu.get("memory_used_bytes") is not None:
+            f.gauge("run_gpu_memory_used_bytes", "GPU memory used by the run's processes.", ["run", "gpu", "uuid"]).add_metric(
+                labels, gpu["memory_used_bytes"])
+
+
+_GPU_GAUGES = (
+    ("gpu_utilization_ratio", "utilization_ratio", "GPU busy time over the last sample period (0-1)."),
+    ("gpu_memory_used_bytes", "memory_used_bytes", "GPU memory in use."),
+    ("gpu_memory_total_bytes", "memory_total_bytes", "GPU memory installed."),
+    ("gpu_temperature_celsius", "temperature_celsius", "GPU core temperature."),
+    ("gpu_power_watts", "power_watts", "GPU power draw."),
+)
+
+
+def add_gpu(f: _Families, gpu: dict) -> None:
+    labels = [str(gpu["index"]), gpu["uuid"]]
+    f.gauge("gpu_info", "GPU identity (always 1).", ["gpu", "uuid", "name", "driver_version", "pci_bus_id"]).add_metric(
+        [*labels, gpu.get("name") or "", gpu.get("driver_version") or "", gpu.get("pci_bus_id") or ""], 1)
+    for name, key, doc in _GPU_GAUGES:
+        if gpu.get(key) is not None:  # unsupported fields are omitted, never 0
+            f.gauge(name, doc, ["gpu", "uuid"]).add_metric(labels, gpu[key])
+    if gpu.get("energy_joules") is not None:
+        f.counter("gpu_energy_joules", "Energy used since the driver loaded.", ["gpu", "uuid"]).add_metric(
+            labels, gpu["energy_joules"])
+    for reason, active in sorted((gpu.get("throttle_reasons") or {}).items()):
+        f.gauge("gpu_throttle_active", "1 while the clocks are held down for this reason.", ["gpu", "uuid", "reason"]
+                ).add_metric([*labels, reason], 1 if active else 0)
+
+
 class StatusCollector(Collector):
     """Families for every run and for the agent itself, from `source()` called at scrape time."""
 
@@ -189,6 +234,8 @@ class StatusCollector(Collector):
         doc = self.source()
         for run in doc["runs"]:
             add_run(f, run)
+        for gpu in doc.get("gpus") or []:
+            add_gpu(f, gpu)
         success = f.gauge("collector_success", "1 if the collector's last run succeeded.", ["collector"])
         duration = f.gauge("collector_duration_seconds", "Duration of the collector's last run.", ["collector"])
         for name, ok in sorted(self.stats.success.items()):

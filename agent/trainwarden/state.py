@@ -255,6 +255,10 @@ class RunState:
             self.counters.parse_errors += parse_errors
             self.counters.decode_fallbacks += decode_fallbacks
 
+    def set_process(self, process: dict | None) -> None:
+        with self.lock:
+            self.process = process
+
     def set_checkpoints(self, files: list[dict]) -> None:
         with self.lock:
             self.checkpoint_files = files

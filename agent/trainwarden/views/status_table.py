@@ -65,6 +65,17 @@ def _last_eval(run: dict) -> str:
     return text
 
 
+def _process(run: dict) -> str:
+    process = run.get("process")
+    if not process:
+        return ""
+    if process["up"]:
+        gpus = ",".join(str(g["index"]) for g in run.get("gpus") or [])
+        return f"\n[dim]pid {process['pid']}{' gpu ' + gpus if gpus else ''}[/]"
+    code = process.get("exit_code")
+    return f"\n[dim]pid {process['pid']} ended{'' if code is None else f' (exit {code})'}[/]"
+
+
 def render_status(doc: dict, console: Console | None = None, now: float | None = None) -> None:
     console = console or Console(width=None if sys.stdout.isatty() else 160)
     now = time.time() if now is None else now
@@ -74,6 +85,7 @@ def render_status(doc: dict, console: Console | None = None, now: float | None =
     for run in doc["runs"]:
         state = run["state"]
         label = f"[{STATE_STYLE.get(state, '')}]{state}[/]"
+        label += _process(run)
         if run.get("health"):
             label += f"\n[{HEALTH_STYLE.get(run['health'], '')}]{run['health']}[/]"
         loss = _f(run.get("loss"))
@@ -99,9 +111,11 @@ def render_status(doc: dict, console: Console | None = None, now: float | None =
     for run in doc["runs"]:
         for cond in run.get("conditions") or []:
             console.print(f"[bold]{run['run']}[/]: {cond.get('severity')} {cond.get('alert')} — {cond.get('summary')}")
+    if doc.get("gpu_error") and not doc.get("gpus"):
+        console.print(f"[dim]GPUs: {doc['gpu_error']}[/]")
     if doc.get("gpus"):
         gpu_table = Table(title="GPUs", title_justify="left")
-        for col in ("gpu", "name", "util", "memory", "temp", "power"):
+        for col in ("gpu", "name", "util", "memory", "temp", "power", "runs"):
             gpu_table.add_column(col)
         for g in doc["gpus"]:
             mem = "—"
@@ -111,5 +125,6 @@ def render_status(doc: dict, console: Console | None = None, now: float | None =
                 str(g.get("index")), g.get("name") or "—",
                 _f(g["utilization_ratio"] * 100, "{:.0f}%") if g.get("utilization_ratio") is not None else "—",
                 mem, _f(g.get("temperature_celsius"), "{:.0f} °C"), _f(g.get("power_watts"), "{:.0f} W"),
+                ", ".join(g.get("runs") or []) or "—",
             )
         console.print(gpu_table)

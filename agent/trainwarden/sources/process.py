@@ -1,0 +1,202 @@
+"""Find each run's training process without being told, follow it, and notice how it ends.
+
+A process belongs to a run when (in this order) the config names its PID, its command line names the run's
+config (`tools/train.py configs/x/<config>.py`, or `<work dir name>.py`, MMEngine's default work dir) or its work
+dir (`--work-dir work_dirs/<name>`), or it holds one of the run's logs open. Of several matching processes the
+top-most wins (DataLoader workers and torchrun ranks are its descendants). Its descendants are listed so GPU
+processes can be mapped to runs. When it ends, the time is kept and the exit code when this process is its parent
+(`trainwarden run`); otherwise the exit code is unknown (None).
+
+Only process ids, names and times leave this module: command lines can hold secrets.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+log = logging.getLogger("trainwarden.process")
+
+
+@dataclass
+class RunTarget:
+    run: str
+    work_dir: Path
+    logs: list[Path] = field(default_factory=list)
+    config_name: str | None = None  # the config copy MMEngine writes into the work dir
+    pid: int | None = None  # given in the config file
+
+
+@dataclass
+class Tracked:
+    pid: int
+    create_time: float
+    matched_by: str
+    name: str
+    handle: object
+    pids: set[int] = field(default_factory=set)  # the process and its descendants
+    up: bool = True
+    exit_code: int | None = None
+    ended: float | None = None
+
+    def document(self) -> dict:
+        return {
+            "pid": self.pid,
+            "name": self.name,
+            "up": self.up,
+            "matched_by": self.matched_by,
+            "start_timestamp_seconds": self.create_time,
+            "end_timestamp_seconds": self.ended,
+            "exit_code": self.exit_code,
+            "pids": sorted(self.pids),
+        }
+
+
+def _norm(text: str) -> str:
+    return text.replace("\\", "/").rstrip("/").strip("'\"")
+
+
+def _is_trainwarden(cmdline: list[str]) -> bool:
+    """`.../bin/trainwarden ...` or `python -m trainwarden ...` (a path that merely contains the word is not)."""
+    head = [_norm(a).rsplit("/", 1)[-1].lower() for a in cmdline[:3]]
+    return any(h in ("trainwarden", "trainwarden.exe", "trainwarden-script.py") for h in head) or (
+        len(head) >= 3 and head[1] == "-m" and head[2] == "trainwarden"
+    )
+
+
+def _names_run(cmdline: list[str], target: RunTarget) -> str | None:
+    """How a Python command line names the run: its config, or its work dir next to a training script."""
+    if "python" not in _norm(cmdline[0]).rsplit("/", 1)[-1].lower() or _is_trainwarden(cmdline):
+        return None  # not a Python process, or one of our own commands (`status`, `watch` name work dirs too)
+    wd_name = target.work_dir.name
+    configs = {f"{wd_name}.py"}
+    if target.config_name:
+        configs.add(target.config_name)
+    parts = [part for arg in cmdline[1:] for part in _norm(arg).split("=")]  # also `--work-dir=x`, `work_dir=x`
+    bases = [part.rsplit("/", 1)[-1] for part in parts]
+    if any(base in configs for base in bases):
+        return "cmdline_config"
+    # a work dir alone also names tensorboard's or an editor's command line: only with a training script
+    if wd_name in bases and any("train" in base for base in bases if base != wd_name):
+        return "cmdline_work_dir"
+    return None
+
+
+class ProcessTracker:
+    def __init__(self, psutil_module=None, clock: Callable[[], float] = time.time, own_pid: int | None = None) -> None:
+        if psutil_module is None:
+            import psutil as psutil_module  # imported here: only the commands that look for processes pay for it
+        self.psutil = psutil_module
+        self.clock = clock
+        self.own_pid = os.getpid() if own_pid is None else own_pid
+        self.tracked: dict[str, Tracked] = {}
+
+    # -- discovery -------------------------------------------------------------------------------------------
+    def discover(self, targets: list[RunTarget]) -> None:
+        """Look for the process of every run that has none running (a resume starts a new one)."""
+        wanted = [t for t in targets if t.run not in self.tracked or not self.tracked[t.run].up]
+        if not wanted:
+            return
+        ps = self.psutil
+        candidates: dict[int, tuple[object, list[str], int]] = {}
+        for proc in ps.process_iter(["pid", "ppid", "name", "cmdline"]):
+            info = proc.info
+            if info["pid"] == self.own_pid or not info.get("cmdline"):
+                continue
+            candidates[info["pid"]] = (proc, info["cmdline"], info.get("ppid") or 0)
+        for target in wanted:
+            found = self._match(target, candidates)
+            if found is not None:
+                self._track(target.run, *found)
+
+    def _match(self, target: RunTarget, candidates: dict) -> tuple[object, str] | None:
+        if target.pid is not None:
+            try:
+                return self.psutil.Process(target.pid), "config_pid"
+            except (self.psutil.NoSuchProcess, self.psutil.AccessDenied):
+                return None
+        matches: dict[int, tuple[object, str]] = {}
+        for pid, (proc, cmdline, _) in candidates.items():
+            how = _names_run(cmdline, target)
+            if how:
+                matches[pid] = (proc, how)
+        if not matches:
+            logs = {str(p.absolute()) for p in target.logs}
+            for pid, (proc, cmdline, _) in candidates.items():
+                if "python" not in (proc.info.get("name") or "").lower() and "python" not in cmdline[0].lower():
+                    continue
+                try:
+                    if any(f.path in logs for f in proc.open_files()):
+                        matches[pid] = (proc, "open_log")
+                except (self.psutil.NoSuchProcess, self.psutil.AccessDenied, OSError):
+                    continue
+        # the top-most match: its parent is not a match too
+        for pid, (proc, how) in sorted(matches.items()):
+            if candidates.get(pid, (None, None, 0))[2] not in matches:
+                return proc, how
+        return None
+
+    def _track(self, run: str, proc, how: str) -> None:
+        try:
+            tracked = Tracked(pid=proc.pid, create_time=proc.create_time(), matched_by=how, name=proc.name(), handle=proc)
+        except (self.psutil.NoSuchProcess, self.psutil.AccessDenied):
+            return
+        self.tracked[run] = tracked
+        self._refresh_descendants(tracked)
+        log.info("run %s: training process %d found (%s)", run, tracked.pid, how)
+
+    def _refresh_descendants(self, tracked: Tracked) -> None:
+        pids = {tracked.pid}
+        try:
+            pids |= {c.pid for c in tracked.handle.children(recursive=True)}
+        except (self.psutil.NoSuchProcess, self.psutil.AccessDenied):
+            pass
+        tracked.pids = pids
+
+    # -- following -------------------------------------------------------------------------------------------
+    def check(self, refresh_descendants: bool = False) -> bool:
+        """Notice processes that ended. True if any did."""
+        changed = False
+        for run, tracked in self.tracked.items():
+            if not tracked.up:
+                continue
+            ended, code = self._ended(tracked)
+            if ended:
+                tracked.up = False
+                tracked.exit_code = code
+                tracked.ended = self.clock()
+                changed = True
+                log.info("run %s: training process %d ended (exit code %s)", run, tracked.pid,
+                         "unknown" if code is None else code)
+            elif refresh_descendants:
+                self._refresh_descendants(tracked)
+        return changed
+
+    def _ended(self, tracked: Tracked) -> tuple[bool, int | None]:
+        ps = self.psutil
+        proc = tracked.handle
+        try:
+            code = proc.wait(timeout=0)  # our child: its exit code; another's: None once gone
+            return True, code
+        except ps.TimeoutExpired:
+            pass
+        except ps.NoSuchProcess:
+            return True, None
+        try:
+            if proc.create_time() != tracked.create_time:
+                return True, None  # the PID was reused
+            if proc.status() == ps.STATUS_ZOMBIE:
+                return True, None
+        except ps.NoSuchProcess:
+            return True, None
+        except ps.AccessDenied:
+            pass
+        return False, None
+
+    def document(self, run: str) -> dict | None:
+        tracked = self.tracked.get(run)
+        return tracked.document() if tracked else None
