@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 from conftest import DESIGN, REAL, require_binary, wait_for
 from prometheus_client.parser import text_string_to_metric_families
+
 from trainwarden.agent import Agent
 
 P = " - mmengine - INFO - "

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 
 import pytest
+
 from trainwarden.sources.discover import describe, find_work_dirs, list_checkpoints, run_names
 
 

@@ -8,6 +8,7 @@ import threading
 
 import fake_pynvml as fake
 import pytest
+
 from trainwarden.sources.nvml import THROTTLE_REASONS, Nvml
 
 

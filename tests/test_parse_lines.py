@@ -10,6 +10,7 @@ import math
 import time
 
 import pytest
+
 from trainwarden.parse.configdump import parse_config_dump
 from trainwarden.parse.console import parse_console_line
 from trainwarden.parse.jsonlogs import parse_mmcv_json_line, parse_scalars_line, parse_test_dump

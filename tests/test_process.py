@@ -13,6 +13,7 @@ import psutil
 import pytest
 from conftest import free_port, wait_for
 from test_agent import value
+
 from trainwarden.agent import Agent
 from trainwarden.sources.host import HostSources
 from trainwarden.sources.nvml import Nvml

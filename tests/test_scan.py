@@ -11,6 +11,7 @@ from pathlib import Path
 from conftest import DESIGN, REAL
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+
 from trainwarden.document import run_document
 from trainwarden.evaluate import judge_state
 from trainwarden.parse.stream import LogStream, parse_lines

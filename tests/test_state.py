@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+
 from trainwarden.evaluate import judge_state
 from trainwarden.parse.records import (
     CheckpointSaved,
