@@ -118,6 +118,10 @@ class Agent:
         if self.use_watchdog:
             self._start_observer()
 
+    def request_stop(self) -> None:
+        """Ask `wait()` to return (from a signal handler: no locks, no joins)."""
+        self._stop.set()
+
     def stop(self) -> None:
         self._stop.set()
         self.events.put(None)

@@ -74,7 +74,7 @@ def _listen(text: str) -> tuple[str, int]:
 def _stop_on_signals(agent) -> None:
     def handler(signum, frame):
         log.info("stopping (signal %d)", signum)
-        agent._stop.set()
+        agent.request_stop()
 
     for sig in (signal.SIGINT, signal.SIGTERM):
         try:

@@ -105,22 +105,22 @@ def judge_state(snap: dict, policy: Policy, now: float) -> Judgement:
     last = snap.get("last_progress_timestamp") or snap.get("last_timestamp") or _newest_write(snap)
     quiet = last is not None and now - last > window
 
-    def verdict(state: str) -> Judgement:
+    def judged(state: str) -> Judgement:
         return Judgement(state=state, stall_seconds=window, reached_end=end, eval_key=key)
 
     if es.get("triggered"):
-        return verdict("early_stopped")
+        return judged("early_stopped")
     if end and (final_eval or not evals_expected):
-        return verdict("finished")
+        return judged("finished")
     if process and process.get("up") is False:
-        return verdict("finished" if end and process.get("exit_code") in (0, None) else "crashed")
+        return judged("finished" if end and process.get("exit_code") in (0, None) else "crashed")
     if snap.get("latest") is None and not snap["evaluations"]:
-        return verdict("unknown")
+        return judged("unknown")
     if snap.get("latest") is None and all(e["mode"] == "test" for e in snap["evaluations"]):
-        return verdict("finished")  # a tools/test.py session: its metrics are in
+        return judged("finished")  # a tools/test.py session: its metrics are in
     if quiet:
-        return verdict("finished" if end else "stalled")
-    return verdict("running")
+        return judged("finished" if end else "stalled")
+    return judged("running")
 
 
 def _newest_write(snap: dict) -> float | None:
