@@ -17,7 +17,7 @@ EXPECTED = {
         "iteration_duration_seconds": 13.0387, "cuda_max_allocated_bytes": 7957 * 1048576, "batch_size": 64,
         "evaluations": 20, "first_eval": (10, "coco/bbox_mAP", 0.001), "last_eval": (200, "coco/bbox_mAP", 0.007),
         "best": {"key": "coco/bbox_mAP", "value": 0.009, "epoch": 100, "checkpoint": "best_coco_bbox_mAP_epoch_100.pth"},
-        "last_saved": ("epoch", 200),
+        "last_saved": ("epoch", 200), "health": "green", "verdict": None,
         "newest_checkpoint": "/mnt/data/ai4phys/louzekun/projects/mmlab/mmdet/logs_drink/epoch_200.pth",
     },
     # IterBasedTrainLoop, 3000 iterations, val every 400 (7 validations, the last at 2800), ckpt at 3000.
@@ -27,6 +27,7 @@ EXPECTED = {
         "first_eval_iteration": 400, "last_eval_iteration": 2800,
         "last_eval": (None, "aAcc", 89.72), "best": {"key": "aAcc", "value": 90.32, "iteration": 2400},
         "losses": {"decode.loss_ce": 0.0207, "aux.loss_ce": 0.0087}, "last_saved": ("iteration", 3000),
+        "health": "green",
     },
     # tools/test.py: one Epoch(test) line; no training.
     REAL / "mmengine_test_rtmdet_coco_v0.7.3": {
@@ -39,7 +40,8 @@ EXPECTED = {
         "iterations_per_epoch": 4139, "iteration": 3 * 4139 + 4100, "max_iterations": 5 * 4139, "loss": 0.2762,
         "losses": {"loss_cls": 0.1392, "loss_bbox": 0.137}, "learning_rate": 0.002, "batch_size": 4,
         "evaluations": 3, "last_eval": (3, "mAP", 0.8474), "best": {"key": "mAP", "value": 0.85, "epoch": 2},
-        "last_saved": ("epoch", 4),
+        "last_saved": ("epoch", 4), "health": "red", "verdict": "success",
+        "alerts": ["TrainingStalled", "TrainingTargetReached"],
     },
     # mmcv 2.x, 10 epochs, no train lines (log interval > iterations per epoch), 10 COCO validations.
     REAL / "mmdet2x_maskrcnn_coco_balloon": {
@@ -56,6 +58,8 @@ EXPECTED = {
         "config": "stage2_1_kaist_detonly_pure_detection.py", "sessions": ["20251111_180600", "20251112_090000"],
         "resumes": [(2, 22878)], "errors": {"nonfinite_loss": 2}, "last_saved": ("epoch", 3),
         "early_stopping": {"counter": 2, "patience": 2, "threshold": 0.6, "triggered": True},
+        "health": "red", "verdict": "degraded",
+        "alerts": ["TrainingDegraded", "TrainingTargetMissed", "TrainingEarlyStopped"],
         "checkpoint_files": ["epoch_1.pth", "epoch_2.pth", "epoch_3.pth", "best_pascal_voc_mAP_epoch_1.pth",
                              "best_pascal_voc/mAP_epoch_1.pth"],
     },
@@ -72,9 +76,9 @@ def documents():
     out = {}
     for path in EXPECTED:
         result = run_cli("status", "--json", str(path))
-        assert result.returncode == 0, result.stderr
         doc = json.loads(result.stdout)
         assert len(doc["runs"]) == 1
+        assert result.returncode == (3 if doc["runs"][0]["health"] == "red" else 0), result.stderr
         out[path] = doc["runs"][0]
     return out
 
@@ -123,11 +127,16 @@ def test_status_json_on_fixture(path, documents):
     if "checkpoint_files" in want:
         assert sorted(c["file"] for c in run["checkpoints"]) == sorted(want["checkpoint_files"])
     assert run["log"]["parse_errors_total"] == 0
+    for key in ("health", "verdict"):
+        if key in want:
+            assert run[key] == want[key], key
+    if "alerts" in want:
+        assert [c["alert"] for c in run["conditions"]] == want["alerts"]
 
 
 def test_status_json_on_a_folder_of_runs_lists_every_run():
     result = run_cli("status", "--json", str(REAL))
-    assert result.returncode == 0, result.stderr
+    assert result.returncode == 3, result.stderr  # the retinanet run is stalled: red
     doc = json.loads(result.stdout)
     assert sorted(r["run"] for r in doc["runs"]) == sorted(p.name for p in REAL.iterdir() if p.is_dir())
     assert doc["gpus"] == []
@@ -135,7 +144,7 @@ def test_status_json_on_a_folder_of_runs_lists_every_run():
 
 def test_status_table_names_every_run():
     result = run_cli("status", str(REAL))
-    assert result.returncode == 0, result.stderr
+    assert result.returncode == 3, result.stderr
     for path in REAL.iterdir():
         if path.is_dir():
             assert path.name[:20] in result.stdout

@@ -17,7 +17,7 @@ from pathlib import Path
 
 from .document import status_document
 from .export import CollectorStats, make_registry
-from .policy import DEFAULT_POLICY, Policy
+from .policy import DEFAULT_POLICY, Policy, PolicySet
 from .sources.fleet import Fleet
 from .sources.host import HostSources
 from .sources.lastlines import last_lines
@@ -57,7 +57,7 @@ class Agent:
         roots: list[Path],
         host: str = "127.0.0.1",
         port: int = 9841,
-        policy: Policy = DEFAULT_POLICY,
+        policy: Policy | PolicySet = DEFAULT_POLICY,
         poll_interval: float = 0.5,
         rediscover_interval: float = 5.0,
         use_watchdog: bool = True,

@@ -48,7 +48,7 @@ def cmd_watch(args: argparse.Namespace) -> ExitCode:
     poll = args.poll_interval or cfg.poll_interval_seconds
     from .sources.host import HostSources
 
-    agent = Agent(roots, host, port, cfg.policy, poll_interval=poll,
+    agent = Agent(roots, host, port, cfg.policies, poll_interval=poll,
                   rediscover_interval=cfg.rediscover_interval_seconds,
                   use_watchdog=cfg.file_events and not args.no_file_events,
                   host_sources=HostSources(pids={name: pid for name in cfg.runs if (pid := cfg.pid_of(name))}))
@@ -95,7 +95,7 @@ def local_status(paths: list[Path], cfg) -> dict:
     logging.getLogger("trainwarden.nvml").setLevel(logging.ERROR)  # said in the document, not as a warning
     reading = host.sample_gpus()
     host.close()
-    doc = status_document(fleet.snapshots(), cfg.policy, time.time(), reading.gpus)
+    doc = status_document(fleet.snapshots(), cfg.policies, time.time(), reading.gpus)
     doc["gpu_error"] = reading.error
     return doc
 

@@ -10,22 +10,21 @@ Known keys today:
       poll_interval_seconds: 0.5  # how often files are checked when no file event arrives
       rediscover_interval_seconds: 5.0
       file_events: true           # false on network mounts that send no events
-    policy:
-      eval_key: pascal_voc/mAP    # the evaluated metric; automatic when absent
-      stall_pace_multiplier: 10
-      stall_floor_seconds: 300
-      stall_eval_multiplier: 2
+    policy:                       # every threshold: see policy.py (the defaults are the user's guide)
+      eval_key: pascal_voc/mAP
+      goal: 0.63
     runs:
       stage2_1_pure_detection:      # a run's name: its work dir's name
         pid: 12345                  # its training process, when finding it by itself is not wanted
+        policy: {plan_label: Plan A}  # overrides for this run only
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field
 from pathlib import Path
 
-from .policy import Policy
+from .policy import Policy, PolicySet, policy_from_mapping
 
 DEFAULT_LISTEN = "127.0.0.1:9841"
 
@@ -43,7 +42,7 @@ class Config:
     poll_interval_seconds: float = 0.5
     rediscover_interval_seconds: float = 5.0
     file_events: bool = True
-    policy: Policy = field(default_factory=Policy)
+    policies: PolicySet = field(default_factory=PolicySet)
     runs: dict[str, dict] = field(default_factory=dict)  # run name -> {"pid": int}
 
     def pid_of(self, run: str) -> int | None:
@@ -131,31 +130,27 @@ def load_config(path: Path | None) -> Config:
             cfg.file_events = disc["file_events"]
         else:
             problems.append("discovery.file_events: expected true or false")
-    pol = _section(data, "policy", problems)
-    policy_fields = {f.name for f in fields(Policy)}
-    _unknown("policy", pol, policy_fields, problems)
-    overrides = {}
-    for key in sorted(set(pol) & policy_fields):
-        if key == "eval_key":
-            if pol[key] is not None and not isinstance(pol[key], str):
-                problems.append("policy.eval_key: expected a metric name such as pascal_voc/mAP")
-            else:
-                overrides[key] = pol[key]
-            continue
-        value = _number("policy", key, pol[key], problems)
-        if value is not None:
-            overrides[key] = value
-    cfg.policy = Policy(**overrides)
+    policy, found = policy_from_mapping(_section(data, "policy", problems))
+    problems.extend(found)
+    per_run: dict[str, Policy] = {}
     for name, settings in _section(data, "runs", problems).items():
         if not isinstance(settings, dict):
             problems.append(f"runs.{name}: expected a mapping")
             continue
-        _unknown(f"runs.{name}", settings, {"pid"}, problems)
+        _unknown(f"runs.{name}", settings, {"pid", "policy"}, problems)
         pid = settings.get("pid")
         if pid is not None and (isinstance(pid, bool) or not isinstance(pid, int) or pid <= 0):
             problems.append(f"runs.{name}.pid: expected a process id, got {pid!r}")
-            continue
+            pid = None
         cfg.runs[str(name)] = {"pid": pid} if pid is not None else {}
+        if settings.get("policy") is not None:
+            if not isinstance(settings["policy"], dict):
+                problems.append(f"runs.{name}.policy: expected a mapping")
+                continue
+            run_policy, found = policy_from_mapping(settings["policy"], policy, where=f"runs.{name}.policy")
+            problems.extend(found)
+            per_run[str(name)] = run_policy
+    cfg.policies = PolicySet(policy, per_run)
     if problems:
         raise ConfigError([f"{path}: {p}" for p in problems])
     return cfg

@@ -10,8 +10,9 @@ import json
 import math
 from pathlib import Path
 
-from .evaluate import Judgement, judge_state, max_iterations
-from .policy import Policy
+from .conditions import gpu_conditions
+from .evaluate import Judgement, assess, judge_state, max_iterations, recent_losses
+from .policy import Policy, PolicySet, as_policy_set
 
 MIB = 1048576
 
@@ -168,6 +169,7 @@ def run_document(snap: dict, judgement: Judgement) -> dict:
         "best": _best(snap, judgement.eval_key),
         **_checkpoint_fields(snap),
         "early_stopping": _early_stopping(snap),
+        "early_stopping_hook": dict(snap["config"].early_stopping or {}),
         "health": judgement.health,
         "conditions": judgement.conditions,
         "verdict": judgement.verdict,
@@ -226,6 +228,16 @@ def attach_gpus(runs: list[dict], gpus: list[dict]) -> list[dict]:
     return out
 
 
-def status_document(snapshots: list[dict], policy: Policy, now: float, gpus: list[dict] | None = None) -> dict:
-    runs = [run_document(s, judge_state(s, policy, now)) for s in snapshots]
-    return {"runs": runs, "gpus": attach_gpus(runs, gpus or []), "timestamp": now}
+def status_document(snapshots: list[dict], policy: Policy | PolicySet, now: float, gpus: list[dict] | None = None) -> dict:
+    policies = as_policy_set(policy)
+    judged = []
+    for snap in snapshots:
+        run_policy = policies.for_run(snap["run"])
+        judged.append((run_document(snap, judge_state(snap, run_policy, now)), snap, run_policy))
+    runs = [doc for doc, _, _ in judged]
+    gpu_docs = attach_gpus(runs, gpus or [])
+    gpu_conds = {g["index"]: gpu_conditions(g, policies.default, now) for g in gpu_docs}
+    for doc, snap, run_policy in judged:
+        assess(doc, recent_losses(snap), run_policy, now, gpu_conds)
+    host_conditions = [c for conds in gpu_conds.values() for c in conds]
+    return {"runs": runs, "gpus": gpu_docs, "conditions": host_conditions, "timestamp": now}

@@ -9,7 +9,9 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from statistics import median
 
-from .policy import PREFERRED_EVAL_KEYS, Policy
+from . import conditions as rules
+from .policy import PREFERRED_EVAL_KEYS, Policy, target_for_epoch
+from .verdict import early_stop_story, judge, loss_trend, plan_b_checks, series, targets_apply
 
 STATES = ("running", "finished", "crashed", "stalled", "early_stopped", "unknown")
 
@@ -126,3 +128,40 @@ def judge_state(snap: dict, policy: Policy, now: float) -> Judgement:
 def _newest_write(snap: dict) -> float | None:
     times = [f["mtime"] for f in snap.get("files", {}).values() if f.get("mtime") and f.get("kind") != "console"]
     return max(times) if times else None
+
+
+def recent_losses(snap: dict) -> list[float]:
+    return [p["values"]["loss"] for p in snap.get("recent", []) if "loss" in p["values"]]
+
+
+def assess(run: dict, losses: list[float], policy: Policy, now: float, gpu_conds: dict[int, list[dict]]) -> None:
+    """Fill the run document's judgement: targets met, conditions, health, verdict, advice, the Plan B checks,
+    the loss trend and the early-stop story."""
+    applies = targets_apply(run, policy)
+    for e in run["evaluations"]:
+        value = e["metrics"].get(run.get("eval_key"))
+        target = target_for_epoch(policy, e.get("epoch")) if applies and e["mode"] == "val" else None
+        e["target"] = target
+        e["met"] = None if target is None or value is None else value >= target
+    verdict = judge(run, losses, policy)
+    conds = rules.run_conditions(run, losses, verdict, policy, now, gpu_conds)
+    run["conditions"] = conds
+    run["health"] = rules.health(conds)
+    run["verdict"] = verdict.verdict
+    run["verdict_rule"] = verdict.rule
+    run["verdict_reasons"] = verdict.reasons
+    top = next((c for c in conds if c["severity"] in ("critical", "warning")), None)
+    run["advice"] = (top["description"] if top and top["severity"] == "critical" else verdict.advice)
+    vals = [v for _, v in series(run, run.get("eval_key"))]
+    run["plan_b"] = verdict.plan_b or (plan_b_checks(run, vals, [], policy) if vals else [])
+    run["loss_trend"] = loss_trend(losses, policy)
+    run["early_stop_analysis"] = early_stop_story(run, losses, policy)
+    run["policy"] = {
+        "loss_max": policy.loss_max, "loss_rise_ratio": policy.loss_rise_ratio,
+        "accuracy_min_ratio": policy.accuracy_min_ratio, "grad_norm_max": policy.grad_norm_max,
+        "gpu_temperature_max_celsius": policy.gpu_temperature_max_celsius,
+        "gpu_memory_full_ratio": policy.gpu_memory_full_ratio, "learning_rate_min": policy.learning_rate_min,
+        "stall_seconds": run.get("stall_after_seconds"), "goal": policy.goal if applies else None,
+        "recall_goal": policy.recall_goal if applies else None, "targets_apply": applies,
+        "baselines": dict(policy.baselines) if applies else {},
+    }
