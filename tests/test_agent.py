@@ -84,6 +84,15 @@ def test_metrics_pass_promtool_and_carry_the_runs(tmp_path, agent_on):
     assert value(text, "trainwarden_checkpoint_files", run=k) == 5
     assert value(text, "trainwarden_checkpoint_last_epoch", run=k) == 3
     assert value(text, "trainwarden_run_state", run=k, state="early_stopped") == 1
+    assert value(text, "trainwarden_run_health", run=k) == 2
+    assert value(text, "trainwarden_run_verdict", run=k, verdict="degraded") == 1
+    assert value(text, "trainwarden_run_verdict", run=k, verdict="success") == 0
+    assert value(text, "trainwarden_condition_active", run=k, alert="TrainingTargetMissed", severity="critical") == 1
+    assert value(text, "trainwarden_eval_target", run=k, key="pascal_voc/mAP") == pytest.approx(0.62)
+    assert value(text, "trainwarden_policy_target", run=k, key="pascal_voc/mAP") == pytest.approx(0.63)
+    assert value(text, "trainwarden_policy_loss_max", run=k) == 1.0
+    assert value(text, "trainwarden_policy_gpu_temperature_max_celsius") == 80
+    assert value(text, "trainwarden_run_health", run=r) == 0
     assert value(text, "trainwarden_collector_success", collector="logs") == 1
     assert value(text, "trainwarden_build_info", version=__import__("trainwarden").__version__) == 1
     assert ("trainwarden_train_loss", (("run", "mmengine_test_rtmdet_coco_v0.7.3"),)) not in samples(text)  # unknown: omitted

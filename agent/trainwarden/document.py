@@ -79,6 +79,7 @@ def _train_fields(snap: dict) -> dict:
         "data_duration_seconds": _num(values.get("data_time")),
         "cuda_max_allocated_bytes": int(memory * MIB) if memory is not None and math.isfinite(memory) else None,
         "batch_size": cfg.batch_size,
+        "evaluator": cfg.evaluator,
         "last_train_timestamp_seconds": latest.ts if latest else None,
         "nonfinite": sorted(k for k, v in values.items() if not math.isfinite(v)),
     }
@@ -240,4 +241,6 @@ def status_document(snapshots: list[dict], policy: Policy | PolicySet, now: floa
     for doc, snap, run_policy in judged:
         assess(doc, recent_losses(snap), run_policy, now, gpu_conds)
     host_conditions = [c for conds in gpu_conds.values() for c in conds]
-    return {"runs": runs, "gpus": gpu_docs, "conditions": host_conditions, "timestamp": now}
+    host_policy = {"gpu_temperature_max_celsius": policies.default.gpu_temperature_max_celsius,
+                   "gpu_memory_full_ratio": policies.default.gpu_memory_full_ratio}
+    return {"runs": runs, "gpus": gpu_docs, "conditions": host_conditions, "policy": host_policy, "timestamp": now}

@@ -123,9 +123,11 @@ def add_run(f: _Families, run: dict) -> None:
     f.counter("log_parse_errors", "Log lines that could not be read (over-long lines).", ["run"]).add_metric(
         [r], log["parse_errors_total"]
     )
-    for cond in run.get("conditions") or []:
+    active = sorted({(c["alert"], c["severity"]) for c in run.get("conditions") or []})  # one per alert, whatever labels
+    for alert, severity in active:
         f.gauge("condition_active", "Conditions the agent's own evaluator finds active.",
-                ["run", "alert", "severity"]).add_metric([r, cond["alert"], cond["severity"]], 1)
+                ["run", "alert", "severity"]).add_metric([r, alert, severity], 1)
+    _add_policy(f, run)
 
 
 def _add_evaluations(f: _Families, run: dict) -> None:
@@ -172,6 +174,28 @@ def _add_checkpoints(f: _Families, run: dict) -> None:
         f.gauge("checkpoint_last_epoch", "Epoch of the newest regular checkpoint.", ["run"]).add_metric(
             [r], max(epochs)
         )
+
+
+# (metric, key of the run's `policy`, help): the thresholds the Prometheus rules compare against
+_POLICY_GAUGES = (
+    ("policy_loss_max", "loss_max", "Loss above this is an explosion (red)."),
+    ("policy_loss_rise_ratio", "loss_rise_ratio", "Short-term loss rise above this ratio is yellow."),
+    ("policy_accuracy_min_ratio", "accuracy_min_ratio", "Accuracy below this is yellow."),
+    ("policy_grad_norm_max", "grad_norm_max", "Gradient norm above this is yellow."),
+    ("policy_learning_rate_min", "learning_rate_min", "Learning rate below this has collapsed."),
+    ("policy_stall_seconds", "stall_seconds", "No progress for this long is a stall (the run's own pace)."),
+)
+
+
+def _add_policy(f: _Families, run: dict) -> None:
+    r = run["run"]
+    policy = run.get("policy") or {}
+    for name, key, doc in _POLICY_GAUGES:
+        if policy.get(key) is not None:
+            f.gauge(name, doc, ["run"]).add_metric([r], policy[key])
+    if policy.get("goal") is not None and run.get("eval_key"):
+        f.gauge("policy_target", "The final goal of the evaluated metric.", ["run", "key"]).add_metric(
+            [r, run["eval_key"]], policy["goal"])
 
 
 def _add_process(f: _Families, run: dict) -> None:
@@ -236,6 +260,12 @@ class StatusCollector(Collector):
             add_run(f, run)
         for gpu in doc.get("gpus") or []:
             add_gpu(f, gpu)
+        for name, key, help_text in (
+            ("policy_gpu_temperature_max_celsius", "gpu_temperature_max_celsius", "GPU temperature at or above this is yellow."),
+            ("policy_gpu_memory_full_ratio", "gpu_memory_full_ratio", "GPU memory use at or above this ratio is yellow."),
+        ):
+            if (doc.get("policy") or {}).get(key) is not None:
+                f.gauge(name, help_text, []).add_metric([], doc["policy"][key])
         success = f.gauge("collector_success", "1 if the collector's last run succeeded.", ["collector"])
         duration = f.gauge("collector_duration_seconds", "Duration of the collector's last run.", ["collector"])
         for name, ok in sorted(self.stats.success.items()):

@@ -239,7 +239,8 @@ class RunState:
     def _config(self, rec: ConfigFacts) -> None:
         old = self.config
         merged = {}
-        for name in ("loop", "max_epochs", "max_iterations", "val_interval", "batch_size", "work_dir", "early_stopping"):
+        for name in ("loop", "max_epochs", "max_iterations", "val_interval", "batch_size", "work_dir", "early_stopping",
+                     "evaluator"):
             new = getattr(rec, name)
             merged[name] = new if new is not None else getattr(old, name)
         self.config = ConfigFacts(ts=old.ts or rec.ts, versions={**old.versions, **rec.versions}, **merged)

@@ -63,8 +63,13 @@ def series(run: dict, key: str | None) -> list[tuple[dict, float]]:
 
 
 def targets_apply(run: dict, policy: Policy) -> bool:
+    """Whether the guide's absolute numbers (mAP targets, healthy loss ranges) fit this run: its evaluated key is
+    one of `target_keys` (or configured), or, before any evaluation, its config evaluates Pascal VOC mAP."""
     key = run.get("eval_key")
-    return key is not None and (key in policy.target_keys or key == policy.eval_key)
+    if key is not None:
+        return key in policy.target_keys or key == policy.eval_key
+    evaluator = (run.get("evaluator") or "").lower()
+    return "voc" in evaluator or evaluator == "map"
 
 
 def _drops(values: list[float], n: int = 2) -> bool:
@@ -118,14 +123,14 @@ def judge(run: dict, losses: list[float], policy: Policy) -> Verdict:
             reasons.append(f"recall {recalls[-1]:.4f} is below the goal {policy.recall_goal:.2f}")
         return Verdict("success", f"one evaluation >= {policy.goal:.2f} (best {best:.4f})",
                        "go to stage 2.2 (re-introduce MACL with a small λ1)", reasons, checks)
+    if any(c["met"] for c in checks):  # before `stagnant`: five flat epochs below 0.60 call for Plan B, not a nudge
+        met = next(c for c in checks if c["met"])
+        return Verdict("failed", f"Plan B condition: {met['condition']}", plan_b(policy), reasons, checks)
     lo, hi = policy.stagnant_band
     recent = values[-policy.stagnant_evaluations:]
     if len(recent) == policy.stagnant_evaluations and all(lo <= v <= hi for v in recent):
         return Verdict("stagnant", f"{len(recent)} evaluations all within {lo:.2f}-{hi:.2f}",
                        "nudge the learning rate or raise batch_size", reasons, checks)
-    if any(c["met"] for c in checks):
-        met = next(c for c in checks if c["met"])
-        return Verdict("failed", f"Plan B condition: {met['condition']}", plan_b(policy), reasons, checks)
     if ended:
         if last >= policy.partial_min:
             return Verdict("partial", f"final {key} {last:.4f} in {policy.partial_min:.2f}-{policy.goal:.2f}",

@@ -90,6 +90,9 @@ def facts_from_assignments(names: dict[str, Any], ts: float | None) -> ConfigFac
     val_interval = _int(train_cfg.get("val_interval")) or _int(get("evaluation").get("interval"))
     batch_size = _int(get("train_dataloader").get("batch_size")) or _int(get("data").get("samples_per_gpu"))
     work_dir = names.get("work_dir")
+    evaluator = get("val_evaluator").get("type") or get("evaluation").get("metric")
+    if isinstance(evaluator, list):
+        evaluator = ",".join(str(e) for e in evaluator)
     return ConfigFacts(
         ts=ts,
         loop=loop,
@@ -99,6 +102,7 @@ def facts_from_assignments(names: dict[str, Any], ts: float | None) -> ConfigFac
         batch_size=batch_size,
         work_dir=work_dir if isinstance(work_dir, str) else None,
         early_stopping=_early_stopping(names.get("custom_hooks")),
+        evaluator=evaluator if isinstance(evaluator, str) else None,
     )
 
 

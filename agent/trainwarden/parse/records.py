@@ -138,6 +138,7 @@ class ConfigFacts:
     batch_size: int | None = None
     work_dir: str | None = None
     early_stopping: dict | None = None  # EarlyStoppingHook settings found in custom_hooks
+    evaluator: str | None = None  # val_evaluator type (MMEngine) or evaluation metric (mmcv): VOCMetric, mAP, bbox
     versions: dict[str, str] = field(default_factory=dict)  # {"MMEngine": "0.7.3", ...}
 
 

@@ -1,0 +1,203 @@
+"""Table tests of the evaluator: scenario runs (records folded into a real RunState), the user's policy, an
+injected clock; every alert fires where it should and stays quiet where it should not; every verdict."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+import pytest
+
+from trainwarden.document import status_document
+from trainwarden.parse.records import (
+    CheckpointSaved,
+    ConfigFacts,
+    EarlyStopCheck,
+    EarlyStopTriggered,
+    ErrorLine,
+    EvalRecord,
+    TrainRecord,
+)
+from trainwarden.policy import DEFAULT_POLICY, PolicySet, policy_from_mapping
+from trainwarden.state import RunState
+
+T0 = 1_762_900_000.0
+IPE = 1000
+KEY = "pascal_voc/mAP"
+RECALL = "pascal_voc/recall@100"
+
+
+def scenario(losses=(0.30,) * 30, evals=(), epoch=None, values=None, quiet=30.0, key=KEY, process=None,
+             errors=(), gpus=(), early=(), policy=DEFAULT_POLICY, saved=None, max_epochs=5, end_epoch=False):
+    """A run of `len(losses)` logged train lines, 20 s apart, then `evals` (value or (value, recall)) at epochs 1..n;
+    judged `quiet` seconds after its last line."""
+    state = RunState("run", "/w/run", "mmengine")
+    state.config_file = "cfg.py"
+    records = [ConfigFacts(T0 - 10, loop="epoch", max_epochs=max_epochs, val_interval=1, batch_size=4,
+                           evaluator="VOCMetric" if key == KEY else "CocoMetric")]
+    n_epochs = len(evals)
+    train_epoch = epoch or max(1, n_epochs)
+    extra = values or {}
+    for k, loss in enumerate(losses):
+        it = IPE if end_epoch and k == len(losses) - 1 else 50 * (k % 19 + 1)
+        records.append(TrainRecord(T0 + 20 * k, train_epoch, it, IPE, None, None,
+                                   {"loss": loss, "loss_cls": 0.12, "loss_bbox": 0.17, "acc": 96.0, "grad_norm": 6.0,
+                                    "lr": 4e-5, **extra}, 3600.0))
+    last = T0 + 20 * (len(losses) - 1)
+    for i, ev in enumerate(evals, start=1):
+        value, recall = ev if isinstance(ev, tuple) else (ev, None)
+        metrics = {key: value, **({RECALL: recall} if recall is not None else {})}
+        records.append(EvalRecord(last + i, "val", i, None, metrics))
+    records += list(early)
+    if saved is not None:
+        records.append(CheckpointSaved(last + 0.5, "epoch", saved))
+    records += list(errors)
+    state.apply_all(records, "s1")
+    if process is not None:
+        state.set_process(process)
+    now = last + quiet + len(evals)
+    doc = status_document([state.snapshot()], PolicySet(policy), now, list(gpus))
+    return doc["runs"][0]
+
+
+def alerts(run):
+    return {c["alert"] for c in run["conditions"]}
+
+
+GPU = {"index": 0, "uuid": "GPU-0", "name": "RTX 4090", "processes": [], "temperature_celsius": 70.0,
+       "memory_used_bytes": 10 * 2**30, "memory_total_bytes": 24 * 2**30}
+MINE = [{"pid": 42, "used_memory_bytes": 1}]  # the run's process (UP) on the GPU
+NAN_HOOK = ErrorLine(T0 + 20 * 29 + 5, "nonfinite_loss", "loss become infinite or NaN!")
+FALLING = tuple(0.35 - i * 0.0005 for i in range(110))
+UP = {"pid": 42, "up": True, "pids": [42], "exit_code": None, "end_timestamp_seconds": None}
+
+CASES = [
+    # name, scenario, must fire, must not fire, health
+    ("healthy", {}, set(), {"TrainingLossRising", "TrainingLossOutOfRange", "TrainingLossExplosion"}, "green"),
+    ("explosion", {"losses": (0.3,) * 29 + (1.35,)}, {"TrainingLossExplosion"}, {"TrainingLossRising"}, "red"),
+    ("exactly the limit is no explosion", {"losses": (0.3,) * 29 + (1.0,)}, set(), {"TrainingLossExplosion"}, None),
+    ("nan", {"losses": (0.3,) * 29 + (float("nan"),)}, {"TrainingLossNotFinite"}, {"TrainingLossExplosion"}, "red"),
+    ("CheckInvalidLossHook after the last line", {"errors": [NAN_HOOK]},
+     {"TrainingLossNotFinite"}, set(), "red"),
+    ("rising 20%", {"losses": (0.30,) * 100 + (0.36,) * 10}, {"TrainingLossRising"}, set(), "yellow"),
+    ("rising 9% is noise", {"losses": (0.30,) * 100 + (0.327,) * 10}, set(), {"TrainingLossRising"}, None),
+    ("total loss above the healthy range", {"losses": (0.40,) * 30}, {"TrainingLossOutOfRange"}, set(), "yellow"),
+    ("accuracy low", {"values": {"acc": 85.0}}, {"TrainingAccuracyLow"}, set(), "yellow"),
+    ("accuracy at 90% is fine", {"values": {"acc": 90.0}}, set(), {"TrainingAccuracyLow"}, None),
+    ("grad norm high", {"values": {"grad_norm": 12.5}}, {"TrainingGradNormHigh"}, set(), "yellow"),
+    ("OOM in the console after the last progress",
+     {"errors": [ErrorLine(T0 + 20 * 29 + 3, "cuda_oom", "torch.cuda.OutOfMemoryError: CUDA out of memory.")]},
+     {"TrainingCUDAOutOfMemory"}, set(), "red"),
+    ("an old OOM the run recovered from",
+     {"errors": [ErrorLine(T0 - 5, "cuda_oom", "torch.cuda.OutOfMemoryError: CUDA out of memory.")]},
+     set(), {"TrainingCUDAOutOfMemory"}, None),
+    ("process exited", {"process": {**UP, "up": False, "exit_code": 1, "end_timestamp_seconds": T0 + 600}},
+     {"TrainingProcessExited"}, set(), "red"),
+    ("process up", {"process": UP}, set(), {"TrainingProcessExited"}, None),
+    ("stalled", {"quiet": 3600}, {"TrainingStalled"}, set(), "red"),
+    ("quiet but within its pace", {"quiet": 250}, set(), {"TrainingStalled"}, None),
+    ("evaluation below its target", {"evals": (0.60, 0.605)}, {"TrainingEvaluationBelowTarget"}, set(), "yellow"),
+    ("evaluation at its target", {"evals": (0.60, 0.61)}, {"TrainingEvaluationCompleted"},
+     {"TrainingEvaluationBelowTarget"}, "green"),
+    ("target reached", {"evals": (0.60, 0.61, 0.635)}, {"TrainingTargetReached"}, set(), None),
+    ("final evaluation below the goal", {"evals": (0.60, 0.61, 0.62, 0.625, 0.62), "end_epoch": True, "saved": 5},
+     {"TrainingTargetMissed"}, set(), "red"),
+    ("degraded", {"evals": (0.60, 0.59, 0.57), "losses": (0.30,) * 100 + (0.31,) * 10}, {"TrainingDegraded"}, set(), "red"),
+    ("drops while the loss falls are not degraded", {"evals": (0.60, 0.59, 0.57), "losses": FALLING},
+     set(), {"TrainingDegraded"}, None),
+    ("stagnant", {"evals": (0.56, 0.58, 0.57)}, {"TrainingStagnant"}, set(), "yellow"),
+    ("early-stop risk", {"evals": (0.60, 0.575), "early": [EarlyStopCheck(T0 + 9000, 2, "mAP", 0.575, 0.58, 1, 2, False)]},
+     {"TrainingEarlyStopRisk"}, set(), "yellow"),
+    ("counter reset", {"evals": (0.60, 0.61), "early": [EarlyStopCheck(T0 + 9000, 2, "mAP", 0.61, None, 0, None, False)]},
+     set(), {"TrainingEarlyStopRisk"}, None),
+    ("early stopped", {"evals": (0.60, 0.57, 0.55), "early": [EarlyStopTriggered(T0 + 9000, "no_improvement", None, 0.6, "x")]},
+     {"TrainingEarlyStopped"}, set(), None),
+    ("learning rate collapsed", {"values": {"lr": 2.0e-5}, "evals": (0.60,)}, {"TrainingLearningRateCollapsed"}, set(), "yellow"),
+    ("GPU hot", {"process": UP, "gpus": [{**GPU, "temperature_celsius": 83.0, "processes": MINE}]},
+     {"GPUTemperatureHigh"}, set(), "yellow"),
+    ("GPU at 79 °C", {"process": UP, "gpus": [{**GPU, "temperature_celsius": 79.0, "processes": MINE}]},
+     set(), {"GPUTemperatureHigh"}, "green"),
+    ("GPU memory nearly full", {"process": UP, "gpus": [{**GPU, "memory_used_bytes": 23.5 * 2**30,
+                                                          "processes": [{"pid": 42, "used_memory_bytes": 1}]}]},
+     {"GPUMemoryNearlyFull"}, set(), "yellow"),
+    ("finished", {"evals": (0.60, 0.61, 0.62, 0.63, 0.64), "end_epoch": True, "saved": 5, "quiet": 10},
+     {"TrainingFinished", "TrainingTargetReached"}, {"TrainingTargetMissed"}, "green"),
+    ("COCO scale: no KAIST targets", {"key": "coco/bbox_mAP", "evals": (0.30, 0.35), "losses": (0.9,) * 30},
+     set(), {"TrainingEvaluationBelowTarget", "TrainingLossOutOfRange", "TrainingTargetMissed"}, "green"),
+]
+
+
+@pytest.mark.parametrize(("name", "kwargs", "fire", "quiet", "health"), CASES, ids=[c[0] for c in CASES])
+def test_alerts(name, kwargs, fire, quiet, health):
+    run = scenario(**kwargs)
+    got = alerts(run)
+    assert fire <= got, f"{name}: expected {fire}, got {got}"
+    assert not (quiet & got), f"{name}: {quiet & got} fired"
+    if health is not None:
+        assert run["health"] == health
+    for c in run["conditions"]:
+        assert c["severity"] in ("critical", "warning", "info") and c["summary"] and c["description"] and c["runbook"]
+
+
+VERDICTS = [
+    ("no evaluation", {}, "in_progress"),
+    ("success", {"evals": (0.60, 0.635)}, "success"),
+    ("stable", {"evals": (0.60, 0.605)}, "stable"),
+    ("stable needs no downward trend", {"evals": (0.62, 0.60)}, "in_progress"),
+    ("stagnant", {"evals": (0.56, 0.58, 0.57)}, "stagnant"),
+    ("degraded", {"evals": (0.60, 0.59, 0.57), "losses": (0.30,) * 110}, "degraded"),
+    ("partial", {"evals": (0.60, 0.61, 0.62, 0.615, 0.62), "end_epoch": True, "saved": 5}, "partial"),
+    ("failed", {"evals": (0.50, 0.55, 0.52, 0.53, 0.54), "end_epoch": True, "saved": 5}, "failed"),
+    ("Plan B: five epochs below 0.60 and flat", {"evals": (0.50, 0.52, 0.571, 0.572, 0.571)}, "failed"),
+]
+
+
+@pytest.mark.parametrize(("name", "kwargs", "verdict"), VERDICTS, ids=[v[0] for v in VERDICTS])
+def test_verdicts(name, kwargs, verdict):
+    run = scenario(**kwargs)
+    assert run["verdict"] == verdict, run["verdict_rule"]
+    assert run["advice"]
+
+
+def test_plan_b_conditions_are_checked_one_by_one():
+    run = scenario(evals=((0.60, 0.83), (0.59, 0.81), (0.57, 0.80)))
+    checks = {c["condition"][:20]: c["met"] for c in run["plan_b"]}
+    assert list(checks.values()) == [False, True]  # mAP and recall both fell twice; not yet 5 epochs
+    assert "stage2_1_kaist_detonly_progressive_macl.py" in run["advice"]
+
+
+def test_targets_and_met_on_each_evaluation():
+    run = scenario(evals=(0.601, 0.605, 0.625))
+    assert [(e["target"], e["met"]) for e in run["evaluations"]] == [(0.60, True), (0.61, False), (0.62, True)]
+
+
+def test_red_advice_is_concrete():
+    run = scenario(losses=(0.3,) * 29 + (1.35,))
+    text = run["advice"]
+    assert "trainwarden tail /w/run -n 50" in text
+    assert "python tools/train.py /w/run/cfg.py --work-dir /w/run --resume" in text
+    assert "lower batch_size from 4 to 2" in text
+    oom = scenario(errors=[ErrorLine(T0 + 20 * 29 + 3, "cuda_oom", "torch.OutOfMemoryError: CUDA out of memory.")])
+    assert "--cfg-options train_dataloader.batch_size=2" in oom["advice"]
+
+
+def test_early_stop_misfire_hints():
+    run = scenario(evals=(0.60, 0.5884, 0.5542), values={"lr": 2.5e-6},
+                   early=[EarlyStopCheck(T0 + 9000, 3, "mAP", 0.5542, 0.58, 2, 2, True)])
+    hints = " ".join(run["early_stop_analysis"]["misfire_hints"])
+    assert "too little left to recover" in hints and "fluctuation band" in hints
+    assert run["state"] == "early_stopped"
+
+
+def test_per_run_policy_overrides():
+    policy, problems = policy_from_mapping({"loss_max": 2.0, "goal": 0.5, "targets": {1: 0.4}})
+    assert not problems
+    run = scenario(losses=(0.3,) * 29 + (1.35,), evals=(0.45,), policy=policy)
+    assert "TrainingLossExplosion" not in alerts(run) and run["verdict"] == "in_progress"
+    run = scenario(evals=(0.55,), policy=replace(policy, targets={1: 0.5}))
+    assert run["evaluations"][0]["met"] is True
+
+
+def test_bad_policy_reports_every_problem():
+    _, problems = policy_from_mapping({"loss_max": "high", "targets": {"one": 0.6}, "loss_range": [0.4, 0.2],
+                                       "color": "red", "loss_short_window": 0})
+    assert len(problems) == 5
