@@ -17,6 +17,7 @@ from pathlib import Path
 
 from .document import status_document
 from .export import CollectorStats, make_registry
+from .notify.service import Notifier
 from .policy import DEFAULT_POLICY, Policy, PolicySet
 from .sources.fleet import Fleet
 from .sources.host import HostSources
@@ -63,18 +64,23 @@ class Agent:
         use_watchdog: bool = True,
         clock: Callable[[], float] = time.time,
         host_sources: HostSources | None = None,
+        notifier: Notifier | None = None,
+        evaluate_interval: float = 2.0,
     ) -> None:
         self.fleet = Fleet(roots)
         self.host = host_sources if host_sources is not None else HostSources()
+        self.notifier = notifier
+        self.evaluate_interval = evaluate_interval
         self.policy = policy
         self.poll_interval = poll_interval
         self.rediscover_interval = rediscover_interval
         self.use_watchdog = use_watchdog
         self.clock = clock
-        self.stats = CollectorStats()
+        self.stats = CollectorStats(notifier=notifier)
         self.events: queue.Queue = queue.Queue(maxsize=100000)
         self.ready = threading.Event()  # set once the first discovery (the cold scans) is done
         self._stop = threading.Event()
+        self._changed = False  # something was read since the last evaluation
         self._observer = None
         self._worker: threading.Thread | None = None
         self.registry = make_registry(self.status_document, self.stats)
@@ -97,6 +103,10 @@ class Agent:
         doc["gpu_error"] = reading.error
         return doc
 
+    def tail_lines(self, run: str, n: int) -> list[str]:
+        found = self.tail(run, n)
+        return found["lines"] if found else []
+
     def tail(self, run: str, n: int) -> dict | None:
         for reader in self.fleet.current_readers():
             if reader.state.name == run:
@@ -113,6 +123,8 @@ class Agent:
     def start(self) -> None:
         self._server_thread = threading.Thread(target=self.server.serve_forever, name="http", daemon=True)
         self._server_thread.start()
+        if self.notifier is not None:
+            self.notifier.start()
         self._worker = threading.Thread(target=self._work, name="reader", daemon=True)
         self._worker.start()
         if self.use_watchdog:
@@ -137,6 +149,8 @@ class Agent:
         self.server.server_close()
         if self._worker is not None:
             self._worker.join(timeout=10)
+        if self.notifier is not None:
+            self.notifier.stop()
         self.host.close()
 
     def wait(self) -> None:
@@ -171,11 +185,16 @@ class Agent:
     def _work(self) -> None:
         self._timed("logs", self.fleet.rediscover)
         self._timed("process", lambda: self.host.update_processes(self.fleet, discover=True))
+        self._evaluate()
         self.ready.set()
         next_poll = time.monotonic() + self.poll_interval
         next_discovery = time.monotonic() + self.rediscover_interval
+        next_evaluation = time.monotonic() + self.evaluate_interval
         while not self._stop.is_set():
-            timeout = max(0.0, min(next_poll, next_discovery) - time.monotonic())
+            if self._changed or time.monotonic() >= next_evaluation:
+                self._evaluate()  # new lines, or time passing (a stall is judged by the clock)
+                next_evaluation = time.monotonic() + self.evaluate_interval
+            timeout = max(0.0, min(next_poll, next_discovery, next_evaluation) - time.monotonic())
             paths = self._drain(timeout)
             if self._stop.is_set():
                 break
@@ -206,9 +225,10 @@ class Agent:
                 break
         return [p for p in items if p is not None]
 
-    def _poll_paths(self, paths: list) -> None:
+    def _poll_paths(self, paths: list) -> bool:
         readers = {}
         unknown = False
+        changed = False
         for p in paths:
             path = Path(p)
             reader = self.fleet.reader_for(path)
@@ -219,17 +239,29 @@ class Agent:
         for reader, path in readers.values():
             if path.suffix == ".pth" or path.name == "last_checkpoint":
                 reader.rescan_checkpoints()
+                changed = True
             elif path not in reader.watched_paths() and (path.is_dir() or path.name.endswith((".log", ".log.json"))):
-                reader.refresh()  # a new session (a resume) or console capture
+                changed |= reader.refresh()  # a new session (a resume) or console capture
                 continue
-            reader.poll()
+            changed |= reader.poll()
         if unknown:
             self.events.put_nowait(_REDISCOVER)
+        return changed
+
+    def _evaluate(self) -> None:
+        """Judge every run and hand the conditions to the notifier (standalone mode)."""
+        self._changed = False
+        if self.notifier is None:
+            return
+        try:
+            self.notifier.handle(self.status_document(), self.tail_lines)
+        except Exception:  # a notification problem must never stop the reading
+            log.exception("evaluating conditions for notification failed")
 
     def _timed(self, collector: str, fn: Callable[[], object]) -> None:
         start = time.perf_counter()
         try:
-            fn()
+            self._changed |= bool(fn())
             ok = True
         except Exception:  # the worker must survive anything a file system or a log can throw at it
             log.exception("%s collector failed", collector)

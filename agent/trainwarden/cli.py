@@ -51,7 +51,8 @@ def cmd_watch(args: argparse.Namespace) -> ExitCode:
     agent = Agent(roots, host, port, cfg.policies, poll_interval=poll,
                   rediscover_interval=cfg.rediscover_interval_seconds,
                   use_watchdog=cfg.file_events and not args.no_file_events,
-                  host_sources=HostSources(pids={name: pid for name in cfg.runs if (pid := cfg.pid_of(name))}))
+                  host_sources=HostSources(pids={name: pid for name in cfg.runs if (pid := cfg.pid_of(name))}),
+                  notifier=build_notifier(cfg, args.notify, roots))
     _stop_on_signals(agent)
     agent.start()
     shown_host = f"[{host}]" if ":" in host else host
@@ -62,6 +63,55 @@ def cmd_watch(args: argparse.Namespace) -> ExitCode:
              ", ".join(r.state.name for r in agent.fleet.current_readers()) or "none yet")
     agent.wait()
     return ExitCode.OK
+
+
+def notify_targets(cfg, urls: list[str] | None):
+    from .notify.targets import Target
+
+    return [*(Target(u) for u in urls or []), *cfg.notify.targets]
+
+
+def build_notifier(cfg, urls: list[str] | None, roots: list[Path]):
+    """The standalone notifier, or None: no target, or alerts go through Alertmanager and its bridge."""
+    import hashlib
+
+    from .config import default_state_dir
+    from .notify.service import Notifier
+
+    targets = notify_targets(cfg, urls)
+    if not targets:
+        return None
+    if cfg.notify.mode == "alertmanager":
+        log.info("notify.mode is alertmanager: the agent sends no notification itself")
+        return None
+    # one state folder per set of watched folders: two agents never share an outbox
+    scope = hashlib.sha256("|".join(sorted(str(r.absolute()) for r in roots)).encode()).hexdigest()[:12]
+    state = (cfg.notify.state_dir or default_state_dir()) / scope
+    log.info("notifying %s; outbox in %s", ", ".join(t.name for t in targets), state)
+    return Notifier(targets, state, cfg.notify.host, cfg.notify.resolve_after_seconds, cfg.notify.max_per_minute,
+                    log_lines=cfg.policies.default.log_lines_red)
+
+
+def cmd_notify_test(args: argparse.Namespace) -> ExitCode:
+    import socket
+
+    from .notify.service import apprise_sender
+
+    cfg = load_config(args.config_file)
+    targets = notify_targets(cfg, args.notify)
+    if not targets:
+        raise UsageError("notify-test: no target (give --notify URL or notify.targets in the config file)")
+    send = apprise_sender()
+    host = cfg.notify.host or socket.gethostname()
+    failed = 0
+    for target in targets:
+        for severity in sorted(target.severities, key=["critical", "warning", "info"].index)[:1]:
+            ok, error = send(target, f"[trainwarden] test notification from {host}",
+                             f"This is a test of the target {target.name} ({', '.join(sorted(target.severities))}).",
+                             severity)
+            print(f"{'ok    ' if ok else 'FAILED'} {target.name}{'' if ok else ': ' + error}")
+            failed += not ok
+    return ExitCode.FAILURE if failed else ExitCode.OK
 
 
 def _listen(text: str) -> tuple[str, int]:
@@ -213,7 +263,14 @@ def build_parser() -> argparse.ArgumentParser:
                    help="seconds between file checks when no file event arrives (default 0.5)")
     p.add_argument("--watch.no-file-events", dest="no_file_events", action="store_true",
                    help="poll only (network mounts that send no file events)")
+    p.add_argument("--notify", action="append", metavar="APPRISE_URL",
+                   help="send every severity to this apprise URL (repeatable; the config file routes by severity)")
     p.set_defaults(func=cmd_watch)
+
+    p = sub.add_parser("notify-test", help="send a test message to every configured target and say which failed")
+    p.add_argument("--notify", action="append", metavar="APPRISE_URL", help="a target to test (repeatable)")
+    p.add_argument("--config.file", dest="config_file", type=Path, help="YAML configuration file")
+    p.set_defaults(func=cmd_notify_test)
 
     p = sub.add_parser("status", help="one-shot state of every run (exit 3 when any run is red)")
     p.add_argument("paths", nargs="*", metavar="PATH", help="a work dir, a folder of work dirs, or an agent URL")

@@ -13,6 +13,19 @@ Known keys today:
     policy:                       # every threshold: see policy.py (the defaults are the user's guide)
       eval_key: pascal_voc/mAP
       goal: 0.63
+    notify:
+      mode: standalone              # or alertmanager: the stack's bridge notifies, the agent stays quiet
+      host: gpu-box-1               # the name messages carry (default: this machine's name)
+      state_dir: ~/.local/state/trainwarden   # outbox and alert state (default per platform)
+      resolve_after_seconds: 120    # hold-down before a resolved notice (flapping)
+      max_per_minute: 20            # per target; beyond, messages are combined
+      targets:
+        - url_env: PHONE_URL        # or url: ..., or url_file: /run/secrets/phone (secrets stay out of the file)
+          severities: [critical]
+        - url: json://127.0.0.1:8080/hook
+          severities: [warning, info]
+          resolved: false           # no resolved notices to this one
+      apprise_config: /etc/trainwarden/apprise.yml   # apprise's own file; its tags: critical, warning, info
     runs:
       stage2_1_pure_detection:      # a run's name: its work dir's name
         pid: 12345                  # its training process, when finding it by itself is not wanted
@@ -21,9 +34,11 @@ Known keys today:
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from .notify.targets import SEVERITIES, Target, resolve_url
 from .policy import Policy, PolicySet, policy_from_mapping
 
 DEFAULT_LISTEN = "127.0.0.1:9841"
@@ -35,6 +50,22 @@ class ConfigError(Exception):
         self.problems = problems
 
 
+def default_state_dir() -> Path:
+    if os.name == "nt":
+        return Path(os.environ.get("LOCALAPPDATA") or Path.home() / "AppData" / "Local") / "trainwarden"
+    return Path(os.environ.get("XDG_STATE_HOME") or Path.home() / ".local" / "state") / "trainwarden"
+
+
+@dataclass
+class NotifyConfig:
+    mode: str = "standalone"
+    host: str | None = None
+    state_dir: Path | None = None
+    targets: list[Target] = field(default_factory=list)
+    resolve_after_seconds: float = 120.0
+    max_per_minute: int = 20
+
+
 @dataclass
 class Config:
     watch: list[Path] = field(default_factory=list)
@@ -44,6 +75,7 @@ class Config:
     file_events: bool = True
     policies: PolicySet = field(default_factory=PolicySet)
     runs: dict[str, dict] = field(default_factory=dict)  # run name -> {"pid": int}
+    notify: NotifyConfig = field(default_factory=NotifyConfig)
 
     def pid_of(self, run: str) -> int | None:
         return self.runs.get(run, {}).get("pid")
@@ -102,7 +134,7 @@ def load_config(path: Path | None) -> Config:
         raise ConfigError([f"{path}: the top level must be a mapping"])
     problems: list[str] = []
     cfg = Config()
-    _unknown("", data, {"watch", "web", "discovery", "policy", "runs"}, problems)
+    _unknown("", data, {"watch", "web", "discovery", "policy", "runs", "notify"}, problems)
     watch = data.get("watch", [])
     if isinstance(watch, str):
         watch = [watch]
@@ -151,6 +183,62 @@ def load_config(path: Path | None) -> Config:
             problems.extend(found)
             per_run[str(name)] = run_policy
     cfg.policies = PolicySet(policy, per_run)
+    cfg.notify = _notify(_section(data, "notify", problems), problems)
     if problems:
         raise ConfigError([f"{path}: {p}" for p in problems])
     return cfg
+
+
+def _notify(data: dict, problems: list[str]) -> NotifyConfig:
+    out = NotifyConfig()
+    _unknown("notify", data, {"mode", "host", "state_dir", "targets", "apprise_config", "resolve_after_seconds",
+                              "max_per_minute"}, problems)
+    mode = data.get("mode", "standalone")
+    if mode not in ("standalone", "alertmanager"):
+        problems.append(f"notify.mode: expected standalone or alertmanager, got {mode!r}")
+    out.mode = mode
+    for key in ("host", "state_dir"):
+        if data.get(key) is not None and not isinstance(data[key], str):
+            problems.append(f"notify.{key}: expected text")
+    out.host = data.get("host") if isinstance(data.get("host"), str) else None
+    out.state_dir = Path(data["state_dir"]).expanduser() if isinstance(data.get("state_dir"), str) else None
+    if "resolve_after_seconds" in data:
+        value = _number("notify", "resolve_after_seconds", data["resolve_after_seconds"], problems)
+        out.resolve_after_seconds = value if value is not None else out.resolve_after_seconds
+    if "max_per_minute" in data:
+        value = data["max_per_minute"]
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            problems.append(f"notify.max_per_minute: expected a whole number of at least 1, got {value!r}")
+        else:
+            out.max_per_minute = value
+    targets = data.get("targets") or []
+    if not isinstance(targets, list):
+        problems.append("notify.targets: expected a list")
+        targets = []
+    for i, entry in enumerate(targets):
+        where = f"notify.targets[{i}]"  # never the URL: it is a secret
+        if not isinstance(entry, dict):
+            problems.append(f"{where}: expected a mapping with url, url_env or url_file")
+            continue
+        _unknown(where, entry, {"url", "url_env", "url_file", "severities", "resolved"}, problems)
+        url = resolve_url(entry, where, problems)
+        severities = entry.get("severities", list(SEVERITIES))
+        if isinstance(severities, str):
+            severities = [severities]
+        bad = [s for s in severities if s not in SEVERITIES] if isinstance(severities, list) else [severities]
+        if bad:
+            problems.append(f"{where}.severities: expected some of {', '.join(SEVERITIES)}, got {bad}")
+            continue
+        resolved = entry.get("resolved", True)
+        if not isinstance(resolved, bool):
+            problems.append(f"{where}.resolved: expected true or false")
+            continue
+        if url:
+            out.targets.append(Target(url, frozenset(severities), resolved))
+    if data.get("apprise_config") is not None:
+        path = Path(str(data["apprise_config"])).expanduser()
+        if not path.is_file():
+            problems.append(f"notify.apprise_config: no such file {path}")
+        else:
+            out.targets.append(Target(f"config:{path}", frozenset(SEVERITIES), True))
+    return out

@@ -26,6 +26,7 @@ class CollectorStats:
 
     success: dict[str, bool] = field(default_factory=dict)
     duration_seconds: dict[str, float] = field(default_factory=dict)
+    notifier: object | None = None  # the standalone notifier: counters and queue length
 
 
 class _Families:
@@ -271,6 +272,15 @@ class StatusCollector(Collector):
         for name, ok in sorted(self.stats.success.items()):
             success.add_metric([name], 1 if ok else 0)
             duration.add_metric([name], self.stats.duration_seconds.get(name, 0.0))
+        notifier = self.stats.notifier
+        if notifier is not None:
+            sent = f.counter("notifications", "Notifications delivered, by severity.", ["severity"])
+            failed = f.counter("notifications_failed", "Failed delivery attempts, by severity.", ["severity"])
+            for severity in ("critical", "warning", "info"):
+                sent.add_metric([severity], notifier.sent.get(severity, 0))
+                failed.add_metric([severity], notifier.failed.get(severity, 0))
+            f.gauge("notification_queue_length", "Notifications waiting in the outbox.", []).add_metric(
+                [], notifier.queue_length())
         yield from f
 
 

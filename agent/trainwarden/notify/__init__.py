@@ -1,0 +1,1 @@
+"""Standalone notifications: conditions -> events (tracker) -> messages -> on-disk outbox -> apprise targets."""

@@ -1,0 +1,64 @@
+"""What a notification says: the alert, the run and the host, and what to do (for red: the last log lines, the
+newest checkpoint, the resume command, the batch-size hint - all in the condition's description). Pure."""
+
+from __future__ import annotations
+
+import time
+
+ICON = {"critical": "RED", "warning": "YELLOW", "info": "INFO"}
+MAX_BODY = 12000  # chat targets truncate long messages; keep the end of the log tail
+
+
+def run_facts(run: dict) -> dict:
+    """The part of a run document a message needs (what the outbox stores)."""
+    keep = ("run", "work_dir", "state", "health", "epoch", "max_epochs", "iteration", "max_iterations", "loss",
+            "newest_checkpoint", "eval_key", "verdict")
+    facts = {k: run.get(k) for k in keep}
+    evals = [e for e in run.get("evaluations", []) if run.get("eval_key") in e["metrics"]]
+    if evals:
+        facts["last_evaluation"] = {"epoch": evals[-1].get("epoch"), "value": evals[-1]["metrics"][run["eval_key"]]}
+    return facts
+
+
+def _stamp(ts: float | None) -> str:
+    return time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(ts)) if ts else "unknown"
+
+
+def render(kind: str, condition: dict, run: dict | None, host: str, log_tail: list[str] | None = None,
+           resolved_at: float | None = None) -> tuple[str, str]:
+    severity = condition["severity"]
+    where = f"{condition['run']} on {host}" if condition.get("run") else host
+    if kind == "resolved":
+        title = f"[RESOLVED] {condition['alert']} - {where}"
+    else:
+        title = f"[{ICON.get(severity, severity.upper())}] {condition['alert']} - {where}"
+    lines = [condition["summary"], ""]
+    if kind == "resolved":
+        lines.append(f"Resolved at {_stamp(resolved_at)} (active since {_stamp(condition.get('since'))}).")
+    else:
+        lines += [condition["description"], ""]
+    if run:
+        progress = f"epoch {run.get('epoch')}/{run.get('max_epochs') or '?'}" if run.get("epoch") is not None else (
+            f"iteration {run.get('iteration')}/{run.get('max_iterations') or '?'}")
+        loss = f", loss {run['loss']:.4f}" if isinstance(run.get("loss"), float) else ""
+        ev = run.get("last_evaluation")
+        ev_text = f", {run.get('eval_key')} {ev['value']:.4f}" if ev and ev.get("value") is not None else ""
+        lines.append(f"Run {run.get('run')} ({run.get('work_dir')}): {run.get('state')}, {progress}{loss}{ev_text}")
+    lines.append(f"Host {host} · severity {severity} · runbook {condition.get('runbook')}")
+    if log_tail and kind != "resolved":
+        lines += ["", f"Last {len(log_tail)} log lines:", *log_tail]
+    body = "\n".join(lines)
+    if len(body) > MAX_BODY:
+        body = body[: MAX_BODY // 3] + "\n[…]\n" + body[-(MAX_BODY * 2 // 3):]
+    return title, body
+
+
+def render_batch(messages: list[dict]) -> tuple[str, str]:
+    """Many messages for one target at once (a storm, or a target back after an outage): one combined message."""
+    titles = [m["title"] for m in messages]
+    title = f"[trainwarden] {len(messages)} notifications: " + "; ".join(titles[:3]) + ("; …" if len(titles) > 3 else "")
+    parts = []
+    for m in messages:
+        parts += [f"== {m['title']} ({_stamp(m.get('created'))})", m["body"][:1500], ""]
+    body = "\n".join(parts)
+    return title, body[:MAX_BODY * 3]

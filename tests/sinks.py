@@ -1,0 +1,78 @@
+"""Local notification sinks for apprise: an HTTP server for json:// and an in-process SMTP server for mailto://."""
+
+from __future__ import annotations
+
+import json
+import socket
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+
+class HttpSink:
+    """Records every JSON POST; `down = True` makes it answer 503 (a target that is down)."""
+
+    def __init__(self) -> None:
+        self.received: list[dict] = []
+        self.down = False
+        self.attempts = 0
+        sink = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def log_message(self, *args) -> None:
+                pass
+
+            def do_POST(self) -> None:
+                body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+                sink.attempts += 1
+                if sink.down:
+                    self.send_response(503)
+                    self.end_headers()
+                    return
+                try:
+                    sink.received.append(json.loads(body))
+                except ValueError:
+                    sink.received.append({"raw": body.decode("utf-8", "replace")})
+                self.send_response(200)
+                self.send_header("Content-Length", "2")
+                self.end_headers()
+                self.wfile.write(b"{}")
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.port = self.server.server_address[1]
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self.thread.start()
+
+    def url(self, path: str = "hook", credentials: str = "") -> str:
+        return f"json://{credentials + '@' if credentials else ''}127.0.0.1:{self.port}/{path}"
+
+    def titles(self) -> list[str]:
+        return [m.get("title", "") for m in self.received]
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+class SmtpSink:
+    def __init__(self) -> None:
+        from aiosmtpd.controller import Controller
+
+        self.messages: list[str] = []
+        sink = self
+
+        class Handler:
+            async def handle_DATA(self, server, session, envelope):
+                sink.messages.append(envelope.content.decode("utf-8", "replace"))
+                return "250 OK"
+
+        with socket.socket() as probe:  # aiosmtpd cannot take port 0: find a free one
+            probe.bind(("127.0.0.1", 0))
+            self.port = probe.getsockname()[1]
+        self.controller = Controller(Handler(), hostname="127.0.0.1", port=self.port)
+        self.controller.start()
+
+    def url(self) -> str:
+        return f"mailto://127.0.0.1:{self.port}/to@example.com?from=alerts@example.com"
+
+    def close(self) -> None:
+        self.controller.stop()
