@@ -48,11 +48,13 @@ def cmd_watch(args: argparse.Namespace) -> ExitCode:
     poll = args.poll_interval or cfg.poll_interval_seconds
     from .sources.host import HostSources
 
+    consoles = console_files(args.console)
     agent = Agent(roots, host, port, cfg.policies, poll_interval=poll,
                   rediscover_interval=cfg.rediscover_interval_seconds,
                   use_watchdog=cfg.file_events and not args.no_file_events,
                   host_sources=HostSources(pids={name: pid for name in cfg.runs if (pid := cfg.pid_of(name))}),
                   notifier=build_notifier(cfg, args.notify, roots))
+    agent.fleet.consoles = [(name, path.absolute()) for name, path in consoles]
     _stop_on_signals(agent)
     agent.start()
     shown_host = f"[{host}]" if ":" in host else host
@@ -133,12 +135,25 @@ def _stop_on_signals(agent) -> None:
             pass
 
 
-def local_status(paths: list[Path], cfg) -> dict:
+def console_files(specs: list[str] | None) -> list[tuple[str | None, Path]]:
+    """`--console [RUN=]FILE` values."""
+    out = []
+    for spec in specs or []:
+        name, sep, path = spec.partition("=")
+        if not sep or Path(spec).exists():
+            name, path = None, spec
+        if not Path(path).is_file():
+            raise UsageError(f"--console: no such file: {path}")
+        out.append((name or None, Path(path)))
+    return out
+
+
+def local_status(paths: list[Path], cfg, consoles=()) -> dict:
     from .document import status_document
     from .sources.fleet import Fleet
     from .sources.host import HostSources
 
-    fleet = Fleet(paths)
+    fleet = Fleet(paths, consoles=list(consoles))
     fleet.rediscover()
     host = HostSources(pids={name: pid for name in cfg.runs if (pid := cfg.pid_of(name))})
     host.update_processes(fleet, discover=True)
@@ -163,7 +178,7 @@ def cmd_status(args: argparse.Namespace) -> ExitCode:
         raise UsageError(f"status: no such folder: {', '.join(missing)}")
     doc: dict = {"runs": [], "gpus": [], "timestamp": time.time()}
     if local:
-        part = local_status(local, cfg)
+        part = local_status(local, cfg, console_files(args.console))
         doc["runs"] += part["runs"]
         doc["gpus"] += part["gpus"]
         doc["gpu_error"] = part["gpu_error"]
@@ -236,6 +251,17 @@ def _local_tail(path: Path, run: str | None, n: int) -> list[str]:
     return last_lines(log_path, n)
 
 
+def cmd_run(args: argparse.Namespace) -> int:
+    from .run_cli import run_supervised
+
+    cfg = load_config(args.config_file)
+    host, port = _listen(args.listen_address)
+    if args.auto_resume < 0:
+        raise UsageError("run: --auto-resume must be 0 or more")
+    work = [Path(args.work_dir)] if args.work_dir else [Path.cwd()]
+    return run_supervised(args, cfg, build_notifier(cfg, args.notify, work), host, port, UsageError)
+
+
 def cmd_demo(args: argparse.Namespace) -> ExitCode:
     from .demo_cli import run_demo
 
@@ -265,6 +291,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="poll only (network mounts that send no file events)")
     p.add_argument("--notify", action="append", metavar="APPRISE_URL",
                    help="send every severity to this apprise URL (repeatable; the config file routes by severity)")
+    p.add_argument("--console", action="append", metavar="[RUN=]FILE",
+                   help="a console capture of a run (nohup, tee, slurm) to read for errors (repeatable)")
     p.set_defaults(func=cmd_watch)
 
     p = sub.add_parser("notify-test", help="send a test message to every configured target and say which failed")
@@ -275,6 +303,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("status", help="one-shot state of every run (exit 3 when any run is red)")
     p.add_argument("paths", nargs="*", metavar="PATH", help="a work dir, a folder of work dirs, or an agent URL")
     p.add_argument("--json", action="store_true", help="print the status document as JSON")
+    p.add_argument("--console", action="append", metavar="[RUN=]FILE", help="a console capture of a run (repeatable)")
     p.add_argument("--config.file", dest="config_file", type=Path, help="YAML configuration file")
     p.set_defaults(func=cmd_status)
 
@@ -283,6 +312,18 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-n", "--lines", type=int, default=20, help="number of lines (default 20)")
     p.add_argument("--run", help="the run, when PATH holds several")
     p.set_defaults(func=cmd_tail)
+
+    p = sub.add_parser("run", help="start and supervise a training command (console capture, exit code, alerts)")
+    p.add_argument("--work-dir", dest="work_dir", help="the run's work dir (default: from the command)")
+    p.add_argument("--auto-resume", dest="auto_resume", type=int, default=0, metavar="N",
+                   help="after a crash, resume from the newest checkpoint at most N times (halving the batch size "
+                        "after an out-of-memory)")
+    p.add_argument("--notify", action="append", metavar="APPRISE_URL", help="send every severity to this apprise URL")
+    p.add_argument("--config.file", dest="config_file", type=Path, help="YAML configuration file")
+    p.add_argument("--web.listen-address", dest="listen_address", default="127.0.0.1:0",
+                   help="address of the embedded agent (default: a free loopback port)")
+    p.add_argument("command", nargs=argparse.REMAINDER, help="-- COMMAND...: the training command")
+    p.set_defaults(func=cmd_run)
 
     p = sub.add_parser("demo", help="replay a realistic run at high speed and watch it")
     p.add_argument("--dir", type=Path, help="where to write the run (default: a new temporary folder)")

@@ -106,6 +106,26 @@ class Notifier:
             self._wake.set()
         return queued
 
+    def notice(self, key: str, severity: str, title: str, body: str) -> int:
+        """A one-off message outside the condition tracker (`trainwarden run` restarting a run, say)."""
+        now = self.clock()
+        queued = 0
+        for target in self.targets.values():
+            if target.wants(severity):
+                queued += self.outbox.put(f"notice|{key}", target.id, {"title": title, "body": body,
+                                                                     "severity": severity, "kind": "notice"}, now)
+        if queued:
+            self._wake.set()
+        return queued
+
+    def flush(self, timeout: float) -> bool:
+        """Deliver what is queued, waiting up to `timeout` seconds; True when the outbox is empty."""
+        deadline = time.monotonic() + timeout
+        while self.queue_length() and time.monotonic() < deadline:
+            self._wake.set()
+            time.sleep(0.1)
+        return self.queue_length() == 0
+
     # -- delivery ------------------------------------------------------------------------------------------------
     def start(self) -> None:
         if self.send is None:

@@ -10,10 +10,11 @@ from .reader import RunReader
 
 
 class Fleet:
-    def __init__(self, roots: list[Path], cold_scan: bool = True) -> None:
+    def __init__(self, roots: list[Path], cold_scan: bool = True, consoles: list[tuple[str | None, Path]] = ()) -> None:
         self.roots = [Path(r).absolute() for r in roots]
         self.cold_scan = cold_scan
         self.readers: dict[Path, RunReader] = {}
+        self.consoles = [(name, Path(p).absolute()) for name, p in consoles]  # `--console [RUN=]FILE`, not yet placed
         self._lock = threading.Lock()  # guards `readers` between the worker and HTTP threads
 
     def rediscover(self) -> bool:
@@ -24,6 +25,7 @@ class Fleet:
                 if wd not in found:
                     found.append(wd)
         names = run_names(sorted(set(found) | set(self.readers)))
+        self._place_consoles(found, names)
         changed = False
         for wd in found:
             layout = describe(wd, names[wd])
@@ -37,6 +39,21 @@ class Fleet:
                 reader.state.name = names[wd]
             changed |= reader.refresh(layout)
         return changed
+
+    def _place_consoles(self, found: list[Path], names: dict[Path, str]) -> None:
+        """Give each console capture named on the command line to its run: by name, by folder, or the only run."""
+        waiting = []
+        for name, path in self.consoles:
+            owners = [wd for wd in found if (name is not None and names[wd] == name)
+                      or (name is None and (wd in path.parents or len(found) == 1))]
+            if len(owners) == 1:
+                wd = owners[0]
+                if wd not in self.readers:
+                    self.readers[wd] = RunReader(describe(wd, names[wd]), cold_scan=self.cold_scan)
+                self.readers[wd].add_console(path)
+            else:
+                waiting.append((name, path))  # its run has not appeared yet
+        self.consoles = waiting
 
     def poll(self, path: Path | None = None) -> bool:
         """Read new bytes of every watched file, or only of the run that holds `path`."""

@@ -42,6 +42,7 @@ class Tracked:
     up: bool = True
     exit_code: int | None = None
     ended: float | None = None
+    external: bool = False  # our child, reaped by `trainwarden run` (which reports its exit code): never wait() on it
 
     def document(self) -> dict:
         return {
@@ -151,11 +152,32 @@ class ProcessTracker:
 
     def _refresh_descendants(self, tracked: Tracked) -> None:
         pids = {tracked.pid}
+        if tracked.handle is None:
+            tracked.pids = pids
+            return
         try:
             pids |= {c.pid for c in tracked.handle.children(recursive=True)}
         except (self.psutil.NoSuchProcess, self.psutil.AccessDenied):
             pass
         tracked.pids = pids
+
+    def adopt(self, run: str, pid: int) -> None:
+        """`trainwarden run`'s own child: tracked without waiting on it, its exit code comes from `report_exit`."""
+        try:
+            proc = self.psutil.Process(pid)
+            self.tracked[run] = Tracked(pid=pid, create_time=proc.create_time(), matched_by="started_by_trainwarden",
+                                        name=proc.name(), handle=proc, external=True)
+        except (self.psutil.NoSuchProcess, self.psutil.AccessDenied):
+            self.tracked[run] = Tracked(pid=pid, create_time=self.clock(), matched_by="started_by_trainwarden",
+                                        name="?", handle=None, external=True)
+        self._refresh_descendants(self.tracked[run])
+
+    def report_exit(self, run: str, code: int) -> None:
+        tracked = self.tracked.get(run)
+        if tracked is not None:
+            tracked.up = False
+            tracked.exit_code = code
+            tracked.ended = tracked.ended or self.clock()
 
     # -- following -------------------------------------------------------------------------------------------
     def check(self, refresh_descendants: bool = False) -> bool:
@@ -179,13 +201,16 @@ class ProcessTracker:
     def _ended(self, tracked: Tracked) -> tuple[bool, int | None]:
         ps = self.psutil
         proc = tracked.handle
-        try:
-            code = proc.wait(timeout=0)  # our child: its exit code; another's: None once gone
-            return True, code
-        except ps.TimeoutExpired:
-            pass
-        except ps.NoSuchProcess:
-            return True, None
+        if proc is None:
+            return False, None
+        if not tracked.external:
+            try:
+                code = proc.wait(timeout=0)  # our child: its exit code; another's: None once gone
+                return True, code
+            except ps.TimeoutExpired:
+                pass
+            except ps.NoSuchProcess:
+                return True, None
         try:
             if proc.create_time() != tracked.create_time:
                 return True, None  # the PID was reused

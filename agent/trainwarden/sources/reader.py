@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..parse.jsonlogs import parse_mmcv_json_line, parse_scalars_line, parse_test_dump
-from ..parse.records import Record
+from ..parse.records import ErrorLine, Record
 from ..parse.stream import LogStream
 from ..state import RunState
 from .discover import RunLayout, describe, list_checkpoints
@@ -147,6 +147,11 @@ class RunReader:
         if not batch.lines and not batch.events:
             return False
         records = self._parse(source, batch.lines)
+        if source.kind == "console":
+            # a traceback line has no timestamp: it was written about when the file last changed
+            written = source.tailer.mtime
+            records = [ErrorLine(written, r.kind, r.text) if isinstance(r, ErrorLine) and r.ts is None else r
+                       for r in records]
         st = self.state
         st.apply_all(records, source.session)
         st.note_lines(
