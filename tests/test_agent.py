@@ -190,3 +190,20 @@ def test_bad_input_never_stops_the_agent(tmp_path, agent_on):
     time.sleep(1.0)
     assert get(base + "/healthz")[0] == 200
     assert value(get(base + "/metrics")[2], "trainwarden_collector_success", collector="logs") == 1
+
+
+@pytest.mark.parametrize("enabled", [True, False])
+def test_best_checkpoint_backed_up_on_early_stop(tmp_path, agent_on, enabled):
+    from trainwarden.policy import Policy
+
+    root = tmp_path / "runs"
+    shutil.copytree(DESIGN / "mmengine_kaist_resumed", root / "mmengine_kaist_resumed")
+    wd = root / "mmengine_kaist_resumed"
+    agent_on(root, policy=Policy(early_stop_backup=enabled))
+    backup = wd / "mmengine_kaist_resumed_backup_ep1.pth"
+    if enabled:
+        wait_for(backup.exists, timeout=10)
+        assert backup.read_bytes() == (wd / "best_pascal_voc_mAP_epoch_1.pth").read_bytes()
+    else:
+        time.sleep(1.0)
+        assert not backup.exists()

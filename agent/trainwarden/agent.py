@@ -8,7 +8,9 @@ HTTP threads only take snapshots.
 from __future__ import annotations
 
 import logging
+import os
 import queue
+import shutil
 import threading
 import time
 import warnings
@@ -18,7 +20,7 @@ from pathlib import Path
 from .document import status_document
 from .export import CollectorStats, make_registry
 from .notify.service import Notifier
-from .policy import DEFAULT_POLICY, Policy, PolicySet
+from .policy import DEFAULT_POLICY, Policy, PolicySet, as_policy_set
 from .sources.fleet import Fleet
 from .sources.host import HostSources
 from .sources.lastlines import last_lines
@@ -81,6 +83,7 @@ class Agent:
         self.ready = threading.Event()  # set once the first discovery (the cold scans) is done
         self._stop = threading.Event()
         self._changed = False  # something was read since the last evaluation
+        self._backups: set[Path] = set()
         self._observer = None
         self._worker: threading.Thread | None = None
         self.registry = make_registry(self.status_document, self.stats)
@@ -249,14 +252,44 @@ class Agent:
         return changed
 
     def _evaluate(self) -> None:
-        """Judge every run and hand the conditions to the notifier (standalone mode)."""
+        """Judge every run, hand the conditions to the notifier (standalone mode), back up best checkpoints."""
         self._changed = False
-        if self.notifier is None:
-            return
         try:
-            self.notifier.handle(self.status_document(), self.tail_lines)
+            doc = self.status_document()
+            if self.notifier is not None:
+                self.notifier.handle(doc, self.tail_lines)
+            for run in doc["runs"]:
+                if (run.get("early_stopping") or {}).get("triggered"):
+                    self._backup_best(run)
         except Exception:  # a notification problem must never stop the reading
             log.exception("evaluating conditions for notification failed")
+
+    def _backup_best(self, run: dict) -> None:
+        """On an early-stop trigger, copy the best checkpoint to a backup name before anything removes it (the
+        guide does it by hand: best_pascal_voc_mAP_epoch_2.pth -> stage2_1_backup_ep2.pth)."""
+        policy = as_policy_set(self.policy).for_run(run["run"])
+        best = run.get("best") or {}
+        if not policy.early_stop_backup or not best.get("checkpoint"):
+            return
+        work_dir = Path(run["work_dir"])
+        source = work_dir / best["checkpoint"]
+        number = best.get("epoch") if best.get("epoch") is not None else best.get("iteration")
+        target = work_dir / f"{run['run'].replace('/', '_')}_backup_{'ep' if best.get('epoch') is not None else 'it'}{number}.pth"
+        if target.exists() or not source.is_file() or target in self._backups:
+            return
+        self._backups.add(target)
+
+        def copy() -> None:
+            tmp = target.with_suffix(".pth.partial")
+            try:
+                shutil.copy2(source, tmp)
+                os.replace(tmp, target)
+                log.info("run %s: early stop triggered; best checkpoint backed up to %s", run["run"], target)
+            except OSError as exc:
+                log.warning("run %s: cannot back up %s (%s)", run["run"], source, exc.strerror or exc)
+                self._backups.discard(target)
+
+        threading.Thread(target=copy, name="backup", daemon=True).start()
 
     def _timed(self, collector: str, fn: Callable[[], object]) -> None:
         start = time.perf_counter()

@@ -11,7 +11,7 @@ from .policy import Policy, target_for_epoch
 from .verdict import Verdict, early_stop_story, loss_trend, series, targets_apply
 
 SEVERITY_ORDER = {"critical": 0, "warning": 1, "info": 2}
-RUNBOOK = "https://github.com/trainwarden/trainwarden/blob/main/README.md#alerts"
+RUNBOOK = "README.md#alerts"  # the alerts table of the README: what each means and what to do
 EVALUATION_NEWS_SECONDS = 900  # TrainingEvaluationCompleted stays active this long after the evaluation
 
 
@@ -19,7 +19,7 @@ def condition(run: dict, alert: str, severity: str, summary: str, description: s
               **labels: str) -> dict:
     key = "|".join([alert, run["run"], *(f"{k}={v}" for k, v in sorted(labels.items()))])
     return {"alert": alert, "severity": severity, "summary": summary, "description": description,
-            "runbook": f"{RUNBOOK}-{alert.lower()}", "since": since, "labels": labels, "run": run["run"], "key": key}
+            "runbook": f"{RUNBOOK} ({alert})", "since": since, "labels": labels, "run": run["run"], "key": key}
 
 
 def _loss_conditions(run: dict, losses: list[float], policy: Policy) -> list[dict]:

@@ -12,7 +12,7 @@ import threading
 from collections import deque
 from pathlib import Path
 
-BACKOFF_SECONDS = (2, 5, 10, 30, 60, 120, 300)
+BACKOFF_SECONDS = (2, 5, 10, 20, 30, 60)  # at most a minute: a target that is back gets the backlog soon
 DELIVERED_JOURNAL = 10000
 
 
