@@ -142,10 +142,19 @@ def test_remote_agent_down_exits_1_but_shows_the_others():
 
 
 def test_demo_replays_a_run_and_watches_it(tmp_path):
+    from sinks import HttpSink
+
     port = free_port()
     start = time.monotonic()
-    result = run_cli("demo", "--dir", str(tmp_path), "--duration", "4", "--linger", "0",
-                     "--web.listen-address", f"127.0.0.1:{port}", timeout=120)
+    sink = HttpSink()
+    try:
+        result = run_cli("demo", "--dir", str(tmp_path), "--duration", "6", "--linger", "0", "--notify", sink.url(),
+                         "--web.listen-address", f"127.0.0.1:{port}", timeout=120)
+    finally:
+        sink.close()
+    titles = sink.titles() + [line for m in sink.received for line in m.get("message", "").splitlines()]
+    assert any("[RED] TrainingLossExplosion - stage2_1_pure_detection" in t for t in titles), titles
+    assert any("[RESOLVED] TrainingLossExplosion" in t for t in titles), titles
     assert result.returncode == 0, result.stderr
     assert time.monotonic() - start < 60
     assert f"http://127.0.0.1:{port}/metrics" in result.stdout

@@ -168,3 +168,20 @@ def test_console_errors_reach_a_separate_watch(tmp_path, train_script):
     run = json.loads(result.stdout)["runs"][0]
     assert run["log"]["errors_total"]["cuda_oom"] == 1
     assert "TrainingCUDAOutOfMemory" in {c["alert"] for c in run["conditions"]}
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="POSIX signals")
+def test_a_training_killed_by_a_signal(tmp_path, train_script):
+    sink = HttpSink()
+    try:
+        wd = tmp_path / "work_dirs" / "exp_killed"
+        script = tmp_path / "killed.py"
+        script.write_text(TRAIN.replace("sys.exit(int(mode))", "import os, signal; os.kill(os.getpid(), signal.SIGKILL)"),
+                          encoding="utf-8")
+        result = run_cli("run", "--config.file", str(_state(tmp_path)), "--notify", sink.url(), "--",
+                         sys.executable, str(script), "cfg.py", "--work-dir", str(wd), "--mode", "0", timeout=120)
+        assert result.returncode == 128 + 9
+        body = next(m["message"] for m in sink.received if "TrainingProcessExited" in m["title"])
+        assert "exited with code -9" in body
+    finally:
+        sink.close()

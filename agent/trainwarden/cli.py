@@ -331,6 +331,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--epochs", type=int, default=5, help="epochs to replay (default 5)")
     p.add_argument("--web.listen-address", dest="listen_address", default=DEFAULT_LISTEN,
                    help=f"address of the demo agent (default {DEFAULT_LISTEN}; another port if taken)")
+    p.add_argument("--notify", action="append", metavar="APPRISE_URL",
+                   help="also send the demo run's notifications to this apprise URL")
     p.add_argument("--linger", type=float, default=-1,
                    help="seconds to keep serving after the replay (default: until Ctrl-C; 0: exit at once)")
     p.set_defaults(func=cmd_demo)

@@ -2,8 +2,9 @@
 temporary folder at high speed, and watch it.
 
 The run: `configs/llvip/stage2_1_kaist_detonly_pure_detection.py`, Faster R-CNN-style detector on KAIST, 11439
-iterations per epoch, batch size 4, 5 epochs, logged every 50 iterations, Pascal VOC validation every epoch. The
-lines have MMEngine's exact shapes; the timestamps, `time` and `eta` are the replay's own (it runs fast).
+iterations per epoch, batch size 4, 5 epochs, logged every 50 iterations, Pascal VOC validation every epoch, with
+one incident in epoch 3 (the loss explodes above 1.0 for a few logged steps, then recovers). The lines have
+MMEngine's exact shapes; the timestamps, `time` and `eta` are the replay's own (it runs fast).
 """
 
 from __future__ import annotations
@@ -136,6 +137,8 @@ class DemoWriter:
     def loss_at(self, epoch: int, it: int) -> float:
         p = self.plan
         t = ((epoch - 1) * p.iterations_per_epoch + it) / (p.max_epochs * p.iterations_per_epoch)
+        if epoch == min(3, p.max_epochs) and 0.45 <= it / p.iterations_per_epoch < 0.47:
+            return 1.2 + self.rng.uniform(0, 0.2)  # the incident the demo shows: a short loss explosion (red)
         return 0.27 + 0.07 * math.exp(-3.0 * t) + self.rng.uniform(-0.008, 0.008)
 
     def _train(self, log, scalars, epoch: int, it: int) -> None:

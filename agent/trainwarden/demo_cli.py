@@ -17,15 +17,15 @@ from .demo import DemoPlan, DemoWriter, replay
 from .views.status_table import render_status
 
 
-def _start_agent(root: Path, listen: str, console: Console) -> Agent:
+def _start_agent(root: Path, listen: str, console: Console, notifier=None) -> Agent:
     host, port = parse_listen_address(listen)
     try:
-        agent = Agent([root], host, port, poll_interval=0.5, rediscover_interval=1.0)
+        agent = Agent([root], host, port, poll_interval=0.5, rediscover_interval=1.0, notifier=notifier)
     except OSError as exc:
         if exc.errno not in (errno.EADDRINUSE, getattr(errno, "WSAEADDRINUSE", -1)):
             raise
         console.print(f"[yellow]{host}:{port} is taken (another agent?): using a free port instead[/]")
-        agent = Agent([root], host, 0, poll_interval=0.5, rediscover_interval=1.0)
+        agent = Agent([root], host, 0, poll_interval=0.5, rediscover_interval=1.0, notifier=notifier)
     agent.start()
     return agent
 
@@ -37,7 +37,14 @@ def run_demo(args: argparse.Namespace) -> int:
     plan = DemoPlan(max_epochs=max(1, args.epochs))
     pace = max(0.0, args.duration) / plan.total_lines
     writer = DemoWriter(root, plan, pace=pace)
-    agent = _start_agent(root, args.listen_address, console)
+    notifier = None
+    if args.notify:
+        from .notify.service import Notifier
+        from .notify.targets import Target
+
+        notifier = Notifier([Target(u) for u in args.notify], root / ".trainwarden-state", log_lines=20,
+                            resolve_after_seconds=3)
+    agent = _start_agent(root, args.listen_address, console, notifier)
     host, port = agent.address
     base = f"http://{'127.0.0.1' if host in ('0.0.0.0', '') else host}:{port}"
     console.print(f"[bold]trainwarden demo[/] - replaying a {plan.max_epochs}-epoch MMEngine run "
@@ -46,6 +53,8 @@ def run_demo(args: argparse.Namespace) -> int:
     console.print(f"  status page    {base}/")
     console.print(f"  metrics        {base}/metrics")
     console.print(f"  status JSON    {base}/api/runs")
+    if notifier is not None:
+        console.print(f"  notifications  {', '.join(t.name for t in notifier.targets.values())}")
     console.print("  in another terminal:")
     console.print(f"    trainwarden status {root}")
     console.print(f"    trainwarden status {base}")
@@ -64,6 +73,9 @@ def run_demo(args: argparse.Namespace) -> int:
         replay(writer, pace, on_step=on_step, stop=stop.is_set)
         time.sleep(1.5)  # let the agent read the last lines
         render_status(agent.status_document(), console)
+        if notifier is not None:
+            notifier.flush(timeout=15)
+            console.print(f"{sum(notifier.sent.values())} notification(s) delivered.")
         if args.linger < 0:
             console.print(f"The agent keeps serving {base}/ - press Ctrl-C to stop.")
             agent.wait()
