@@ -144,8 +144,10 @@ class DemoWriter:
     def _train(self, log, scalars, epoch: int, it: int) -> None:
         p = self.plan
         loss = self.loss_at(epoch, it)
-        cls, bbox = loss * 0.40, loss * 0.52
-        rpn_cls, rpn_bbox = loss * 0.045, loss - cls - bbox - loss * 0.045
+        # components inside the guide's healthy ranges (loss_cls 0.10-0.15, loss_bbox 0.15-0.20) while the total is
+        cls, bbox = 0.10 + (loss - 0.26) * 0.3, 0.15 + (loss - 0.26) * 0.5
+        rpn_cls = (loss - cls - bbox) * 0.55
+        rpn_bbox = loss - cls - bbox - rpn_cls
         acc = 96.0 + self.rng.uniform(-1.2, 1.2)
         grad = 6.0 + self.rng.uniform(-1.5, 1.5)
         per_iter = self.pace / p.log_interval

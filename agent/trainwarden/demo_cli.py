@@ -9,15 +9,13 @@ import threading
 import time
 from pathlib import Path
 
-from rich.console import Console
-
 from .agent import Agent
 from .config import parse_listen_address
 from .demo import DemoPlan, DemoWriter, replay
-from .views.status_table import render_status
+from .views.status_table import make_console, render_status
 
 
-def _start_agent(root: Path, listen: str, console: Console, notifier=None) -> Agent:
+def _start_agent(root: Path, listen: str, console, notifier=None) -> Agent:
     host, port = parse_listen_address(listen)
     try:
         agent = Agent([root], host, port, poll_interval=0.5, rediscover_interval=1.0, notifier=notifier)
@@ -31,7 +29,7 @@ def _start_agent(root: Path, listen: str, console: Console, notifier=None) -> Ag
 
 
 def run_demo(args: argparse.Namespace) -> int:
-    console = Console()
+    console = make_console()
     root = Path(args.dir) if args.dir else Path(tempfile.mkdtemp(prefix="trainwarden-demo-"))
     root.mkdir(parents=True, exist_ok=True)
     plan = DemoPlan(max_epochs=max(1, args.epochs))
@@ -63,11 +61,27 @@ def run_demo(args: argparse.Namespace) -> int:
     stop = threading.Event()
 
     evaluations_written = [0]
+    steps = [0]
+    shown_alerts: list[set] = [set()]
 
     def on_step(kind: str) -> None:
+        steps[0] += 1
         if kind == "evaluation":
             evaluations_written[0] += 1
             _progress_line(agent, console, evaluations_written[0])
+        elif steps[0] % 5 == 0:  # say when the agent's alerts change (the incident in epoch 3)
+            runs = agent.status_document()["runs"]
+            now_alerts = {(c["severity"], c["alert"], c["summary"]) for r in runs for c in r["conditions"]
+                          if c["severity"] != "info"}
+            names = {a[1] for a in now_alerts}
+            if names != {a[1] for a in shown_alerts[0]}:
+                for severity, alert, summary in sorted(now_alerts - shown_alerts[0]):
+                    console.print(f"  [dim]agent sees[/] [{'bold red' if severity == 'critical' else 'yellow'}]"
+                                  f"{alert}[/]: {summary}")
+                for _, alert, _ in sorted(shown_alerts[0] - now_alerts):
+                    if alert not in names:
+                        console.print(f"  [dim]agent sees[/] {alert} resolved")
+                shown_alerts[0] = now_alerts
 
     try:
         replay(writer, pace, on_step=on_step, stop=stop.is_set)
@@ -88,7 +102,7 @@ def run_demo(args: argparse.Namespace) -> int:
     return 0
 
 
-def _progress_line(agent: Agent, console: Console, expected_evaluations: int) -> None:
+def _progress_line(agent: Agent, console, expected_evaluations: int) -> None:
     deadline = time.monotonic() + 2.0
     doc = agent.status_document()
     while time.monotonic() < deadline and not any(len(r["evaluations"]) >= expected_evaluations for r in doc["runs"]):

@@ -76,8 +76,13 @@ def _process(run: dict) -> str:
     return f"\n[dim]pid {process['pid']} ended{'' if code is None else f' (exit {code})'}[/]"
 
 
+def make_console() -> Console:
+    """A terminal's own width; 160 columns when the output is a pipe or a file (rich would use 80)."""
+    return Console(width=None if sys.stdout.isatty() else 160)
+
+
 def render_status(doc: dict, console: Console | None = None, now: float | None = None) -> None:
-    console = console or Console(width=None if sys.stdout.isatty() else 160)
+    console = console or make_console()
     now = time.time() if now is None else now
     table = Table(title="trainwarden status", title_justify="left", show_lines=False)
     for col in ("run", "state", "progress", "loss", "acc", "lr", "evaluation", "expected end", "newest checkpoint"):
@@ -110,7 +115,8 @@ def render_status(doc: dict, console: Console | None = None, now: float | None =
         console.print(table)
     for run in doc["runs"]:
         for cond in run.get("conditions") or []:
-            console.print(f"[bold]{run['run']}[/]: {cond.get('severity')} {cond.get('alert')} — {cond.get('summary')}")
+            style = {"critical": "bold red", "warning": "yellow"}.get(cond.get("severity"), "dim")
+            console.print(f"[{style}]{cond.get('severity')}[/] {cond.get('alert')}: {cond.get('summary')}")
     if doc.get("gpu_error") and not doc.get("gpus"):
         console.print(f"[dim]GPUs: {doc['gpu_error']}[/]")
     if doc.get("gpus"):
