@@ -314,3 +314,15 @@ def test_json_rows():
     assert parse_mmcv_json_line("{not json") is None
     dump = parse_test_dump('{"coco/bbox_mAP": 0.003, "data_time": 1.41, "time": 2.53}')
     assert dump.mode == "test" and dump.metrics == {"coco/bbox_mAP": 0.003}
+
+
+def test_clock_offset_between_the_trainer_and_us():
+    from trainwarden.parse.prefix import clock_offset
+
+    now = 1_800_000_000.0
+    assert clock_offset(now - 8 * 3600 - 40, now - 30, now) == 8 * 3600  # a UTC container reading UTC+8 logs
+    assert clock_offset(now + 5.5 * 3600 - 20, now - 10, now) == -5.5 * 3600  # half-hour zones
+    assert clock_offset(now - 200, now - 10, now) == 0  # same zone, a quiet minute
+    assert clock_offset(now - 8 * 3600, now - 3600, now) == 0  # not written now: nothing to learn
+    header = split_header("2023/06/11 19:47:26 - mmengine - INFO - x", 2023, offset=3600)
+    assert header.ts == split_header("2023/06/11 19:47:26 - mmengine - INFO - x", 2023).ts + 3600

@@ -55,8 +55,9 @@ def local_timestamp(year: int, month: int, day: int, hour: int, minute: int, sec
         return None
 
 
-def split_header(line: str, default_year: int) -> Header | None:
-    """The header of a logging line, or None for a continuation line (tables, tracebacks, config text)."""
+def split_header(line: str, default_year: int, offset: float = 0.0) -> Header | None:
+    """The header of a logging line, or None for a continuation line (tables, tracebacks, config text).
+    `offset` is added to the line's local time (the trainer's clock zone differs from ours, see clock_offset)."""
     m = _PREFIX.match(line)
     if m is None:
         return None
@@ -66,6 +67,8 @@ def split_header(line: str, default_year: int) -> Header | None:
     )
     if ts is not None and m["ms"]:
         ts += int(m["ms"]) / 1000.0
+    if ts is not None:
+        ts += offset
     message = line[m.end() :]
     level = m["level"]
     if level in ("ERROR", "CRITICAL"):
@@ -81,3 +84,19 @@ def prefix_length(line: str) -> int | None:
     """Length of the header of a logging line (used by the cold-start scanner to skip train lines)."""
     m = _PREFIX.match(line)
     return m.end() if m else None
+
+
+def clock_offset(last_line_ts: float | None, written: float, now: float) -> float:
+    """Seconds to add to a log's timestamps so they mean the time here.
+
+    Log lines carry the trainer's local time without a zone. When the agent runs in another zone (a container on
+    UTC, a laptop reading a remote host's share), a log that is being written right now shows the difference:
+    its file was modified at `written` (a true instant) while its last line says `last_line_ts`. A difference of
+    at least half an hour, rounded to the quarter hour as zones are, is the zone difference; anything else is 0.
+    """
+    if last_line_ts is None or now - written > 600:
+        return 0.0  # not being written now: the modification time says nothing about the zone
+    diff = written - last_line_ts
+    if abs(diff) < 1800:
+        return 0.0
+    return round(diff / 900.0) * 900.0

@@ -20,9 +20,10 @@ class LogStream:
     """Stateful line grouping for one file. `errors_only` keeps only error records (console captures of a run
     whose .log is also read: the .log is the authority for progress, the console for what never reaches it)."""
 
-    def __init__(self, default_year: int, errors_only: bool = False) -> None:
+    def __init__(self, default_year: int, errors_only: bool = False, offset: float = 0.0) -> None:
         self.default_year = default_year
         self.errors_only = errors_only
+        self.offset = offset  # seconds added to every timestamp (prefix.clock_offset)
         self._block: str | None = None  # "config" or "env"
         self._block_ts: float | None = None
         self._block_lines: list[str] = []
@@ -30,7 +31,7 @@ class LogStream:
 
     def feed(self, raw_line: str) -> list[Record]:
         line = clean_line(raw_line)
-        header = split_header(line, self.default_year)
+        header = split_header(line, self.default_year, self.offset)
         if header is None:
             if self._block is not None:
                 if len(self._block_lines) < _BLOCK_MAX_LINES:

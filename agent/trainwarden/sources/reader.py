@@ -6,20 +6,24 @@ No threads here: the agent calls `refresh()` (layout changes) and `poll()` (new 
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
 from ..parse.jsonlogs import parse_mmcv_json_line, parse_scalars_line, parse_test_dump
+from ..parse.prefix import clean_line, clock_offset, split_header
 from ..parse.records import ErrorLine, Record
 from ..parse.stream import LogStream
 from ..state import RunState
 from .discover import RunLayout, describe, list_checkpoints
+from .lastlines import last_lines
 from .scan import scan_file
 from .tail import FileTailer, TailBatch
 
 MAX_TEST_DUMP_BYTES = 1 << 20
+log = logging.getLogger("trainwarden.reader")
 
 
 @dataclass
@@ -37,6 +41,25 @@ def _year_of(path: Path) -> int:
         return time.localtime(path.stat().st_mtime).tm_year
     except OSError:
         return time.localtime().tm_year
+
+
+def _zone_offset(path: Path) -> float:
+    """The trainer's clock zone against ours, from a log that is being written now (prefix.clock_offset)."""
+    try:
+        written = path.stat().st_mtime
+        lines = last_lines(path, 20)
+    except OSError:
+        return 0.0
+    year = time.localtime(written).tm_year
+    for line in reversed(lines):
+        header = split_header(clean_line(line), year)
+        if header is not None and header.ts is not None:
+            offset = clock_offset(header.ts, written, time.time())
+            if offset:
+                log.warning("%s: its timestamps are %+.2f h off this machine's clock: read in the trainer's zone",
+                            path, offset / 3600)
+            return offset
+    return 0.0
 
 
 class RunReader:
@@ -83,7 +106,7 @@ class RunReader:
             return
         stream = None
         if kind in ("log", "console"):
-            stream = LogStream(_year_of(path), errors_only=(kind == "console"))
+            stream = LogStream(_year_of(path), errors_only=(kind == "console"), offset=_zone_offset(path))
         self._sources[path] = _Source(path, kind, session, FileTailer(path), stream)
 
     def rescan_checkpoints(self) -> None:
