@@ -234,6 +234,8 @@ class Agent:
         changed = False
         for p in paths:
             path = Path(p)
+            if any(part.startswith(".") for part in path.parts[-3:]):
+                continue  # hidden folders (an outbox, editor swap files) are never runs
             reader = self.fleet.reader_for(path)
             if reader is None:
                 unknown = True  # maybe a new work dir or session
