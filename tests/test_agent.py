@@ -210,16 +210,16 @@ def test_best_checkpoint_backed_up_on_early_stop(tmp_path, agent_on, enabled):
 
 
 def test_a_log_written_in_another_time_zone_is_read_in_ours(tmp_path):
-    """The trainer's clock is 8 hours behind ours (say, this agent in a UTC container, the trainer on UTC+8 shown
-    the other way round): a live log must not look 8 hours stalled."""
+    """This agent in a UTC container, the trainer on UTC+8: its lines seem 8 hours ahead; read in our time, the
+    live run must look live, not 8 hours in the future."""
     import json as _json
 
     from conftest import run_cli
 
     session = tmp_path / "exp" / "20251111_180600"
     session.mkdir(parents=True)
-    behind = time.strftime("%Y/%m/%d %H:%M:%S", time.localtime(time.time() - 8 * 3600))
-    (session / "20251111_180600.log").write_text(f"{behind}{P}{train_line(1, 50, '0.3000')}\n", encoding="utf-8")
+    ahead = time.strftime("%Y/%m/%d %H:%M:%S", time.localtime(time.time() + 8 * 3600))
+    (session / "20251111_180600.log").write_text(f"{ahead}{P}{train_line(1, 50, '0.3000')}\n", encoding="utf-8")
     run = _json.loads(run_cli("status", "--json", str(tmp_path)).stdout)["runs"][0]
     assert run["state"] == "running"
     assert abs(run["last_progress_timestamp_seconds"] - time.time()) < 120

@@ -320,9 +320,10 @@ def test_clock_offset_between_the_trainer_and_us():
     from trainwarden.parse.prefix import clock_offset
 
     now = 1_800_000_000.0
-    assert clock_offset(now - 8 * 3600 - 40, now - 30, now) == 8 * 3600  # a UTC container reading UTC+8 logs
+    assert clock_offset(now + 8 * 3600 - 40, now - 30, now) == -8 * 3600  # a UTC container reading UTC+8 logs
     assert clock_offset(now + 5.5 * 3600 - 20, now - 10, now) == -5.5 * 3600  # half-hour zones
     assert clock_offset(now - 200, now - 10, now) == 0  # same zone, a quiet minute
-    assert clock_offset(now - 8 * 3600, now - 3600, now) == 0  # not written now: nothing to learn
+    assert clock_offset(now - 8 * 3600, now - 10, now) == 0  # old lines may just be old (a copied log)
+    assert clock_offset(now + 400 * 86400, now - 10, now) == 0  # far beyond any zone: not a zone
     header = split_header("2023/06/11 19:47:26 - mmengine - INFO - x", 2023, offset=3600)
     assert header.ts == split_header("2023/06/11 19:47:26 - mmengine - INFO - x", 2023).ts + 3600

@@ -84,6 +84,8 @@ class Agent:
         self._stop = threading.Event()
         self._changed = False  # something was read since the last evaluation
         self._backups: set[Path] = set()
+        self._doc_lock = threading.Lock()
+        self._doc_cache: tuple | None = None
         self._observer = None
         self._worker: threading.Thread | None = None
         self.registry = make_registry(self.status_document, self.stats)
@@ -98,7 +100,19 @@ class Agent:
 
     # -- reading (HTTP threads) ------------------------------------------------------------------------------
     def status_document(self) -> dict:
-        """Built at each request: GPUs are read at scrape time, runs from their latest snapshots."""
+        """Built at each request from the latest snapshots, with the GPUs read then; reused for up to a second
+        while no run changed (a dashboard scraping every few milliseconds costs one build a second)."""
+        readers = self.fleet.current_readers()
+        key = tuple((id(r), r.state.version) for r in readers)
+        with self._doc_lock:
+            cached = self._doc_cache
+            if cached is not None and cached[0] == key and time.monotonic() - cached[1] < 1.0:
+                return cached[2]
+            doc = self._build_document()
+            self._doc_cache = (key, time.monotonic(), doc)
+            return doc
+
+    def _build_document(self) -> dict:
         reading = self.host.sample_gpus()
         self.stats.success["gpu"] = reading.ok
         self.stats.duration_seconds["gpu"] = reading.duration_seconds

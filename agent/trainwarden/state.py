@@ -103,12 +103,14 @@ class RunState:
         self.last_progress_ts: float | None = None
         self.phase: str | None = None  # "train", "val", "test", "checkpoint"
         self.process: dict | None = None  # filled by the process source when one is known
+        self.version = 0  # bumped by every change: readers may reuse what they built from an unchanged state
 
     # -- folding --------------------------------------------------------------------------------------------
     def apply_all(self, records, session: str) -> None:
         with self.lock:
             for rec in records:
                 self.apply(rec, session)
+            self.version += 1
 
     def apply(self, rec: Record, session: str) -> None:
         ts = getattr(rec, "ts", None)
@@ -247,22 +249,30 @@ class RunState:
 
     # -- inputs from the file system -------------------------------------------------------------------------
     def note_file(self, path: str, kind: str, size: int, mtime: float | None) -> None:
+        entry = {"kind": kind, "bytes": size, "mtime": mtime}
         with self.lock:
-            self.files[path] = {"kind": kind, "bytes": size, "mtime": mtime}
+            if self.files.get(path) != entry:
+                self.files[path] = entry
+                self.version += 1
 
     def note_lines(self, lines: int = 0, parse_errors: int = 0, decode_fallbacks: int = 0) -> None:
         with self.lock:
             self.counters.lines += lines
             self.counters.parse_errors += parse_errors
             self.counters.decode_fallbacks += decode_fallbacks
+            self.version += 1
 
     def set_process(self, process: dict | None) -> None:
         with self.lock:
-            self.process = process
+            if process != self.process:
+                self.process = process
+                self.version += 1
 
     def set_checkpoints(self, files: list[dict]) -> None:
         with self.lock:
-            self.checkpoint_files = files
+            if files != self.checkpoint_files:
+                self.checkpoint_files = files
+                self.version += 1
 
     # -- reading ---------------------------------------------------------------------------------------------
     def snapshot(self) -> dict:

@@ -90,13 +90,15 @@ def clock_offset(last_line_ts: float | None, written: float, now: float) -> floa
     """Seconds to add to a log's timestamps so they mean the time here.
 
     Log lines carry the trainer's local time without a zone. When the agent runs in another zone (a container on
-    UTC, a laptop reading a remote host's share), a log that is being written right now shows the difference:
-    its file was modified at `written` (a true instant) while its last line says `last_line_ts`. A difference of
-    at least half an hour, rounded to the quarter hour as zones are, is the zone difference; anything else is 0.
+    UTC reading a UTC+8 trainer's logs), the lines seem to come from the future: their file was last modified at
+    `written` (a true instant) while its last line says a later time. Only that direction is unambiguous (lines
+    that seem old may just be old: a copied or stopped log), so only a last line at least half an hour ahead of
+    its file's modification, and at most 14 hours (the widest zone difference), is corrected, rounded to the
+    quarter hour as zones are. A zone behind ours must be set with the TZ environment variable.
     """
-    if last_line_ts is None or now - written > 600:
-        return 0.0  # not being written now: the modification time says nothing about the zone
-    diff = written - last_line_ts
-    if abs(diff) < 1800:
+    if last_line_ts is None:
         return 0.0
-    return round(diff / 900.0) * 900.0
+    ahead = last_line_ts - min(written, now)
+    if ahead < 1800 or ahead > 14 * 3600 + 900:
+        return 0.0
+    return -round(ahead / 900.0) * 900.0

@@ -56,8 +56,8 @@ def _zone_offset(path: Path) -> float:
         if header is not None and header.ts is not None:
             offset = clock_offset(header.ts, written, time.time())
             if offset:
-                log.warning("%s: its timestamps are %+.2f h off this machine's clock: read in the trainer's zone",
-                            path, offset / 3600)
+                log.warning("%s: its lines are %.2f h ahead of this machine's clock (another time zone): read "
+                            "%+.2f h", path, -offset / 3600, offset / 3600)
             return offset
     return 0.0
 
