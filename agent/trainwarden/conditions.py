@@ -89,11 +89,13 @@ def when(ts: float | None, now: float) -> str:
 def _failure_conditions(run: dict, policy: Policy, now: float) -> list[dict]:
     out = []
     progress = run.get("last_progress_timestamp_seconds") or 0
-    oom = [e for e in run["log"].get("recent_errors", []) if e["kind"] == "cuda_oom"]
-    if oom and (oom[-1].get("timestamp") or 0) >= progress:
+    oom_at = (run["log"].get("last_error_timestamps") or {}).get("cuda_oom")
+    if oom_at is not None and oom_at >= progress:  # no progress since the out-of-memory (the rule says the same)
+        oom = [e for e in run["log"].get("recent_errors", []) if e["kind"] == "cuda_oom"]
+        text = oom[-1]["text"][:300] if oom else "CUDA out of memory"
         out.append(condition(
             run, "TrainingCUDAOutOfMemory", "critical", f"{run['run']}: CUDA out of memory",
-            f"{oom[-1]['text'][:300]}\n{advice.red_steps(run, policy, oom=True)}", oom[-1].get("timestamp")))
+            f"{text}\n{advice.red_steps(run, policy, oom=True)}", oom_at))
     process = run.get("process") or {}
     if run["state"] == "crashed":
         code = process.get("exit_code")

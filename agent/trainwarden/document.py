@@ -189,6 +189,7 @@ def run_document(snap: dict, judgement: Judgement) -> dict:
             "decode_fallbacks_total": snap["decode_fallbacks_total"],
             "errors_total": snap["errors_total"],
             "recent_errors": snap["recent_errors"][-10:],
+            "last_error_timestamps": snap["last_error_timestamps"],
         },
         "process": snap.get("process"),
         "versions": dict(snap["config"].versions),

@@ -120,6 +120,9 @@ def add_run(f: _Families, run: dict) -> None:
     errors = f.counter("log_errors", "Error lines seen in the run's logs and consoles.", ["run", "kind"])
     for kind in ERROR_KINDS:
         errors.add_metric([r, kind], log["errors_total"].get(kind, 0))
+    for kind, ts in sorted((log.get("last_error_timestamps") or {}).items()):
+        f.gauge("log_error_last_timestamp_seconds", "When the last error line of this kind was written.",
+                ["run", "kind"]).add_metric([r, kind], ts)
     f.counter("log_lines", "Log lines parsed.", ["run"]).add_metric([r], log["lines_total"])
     f.counter("log_parse_errors", "Log lines that could not be read (over-long lines).", ["run"]).add_metric(
         [r], log["parse_errors_total"]

@@ -98,6 +98,7 @@ class RunState:
         self.checkpoint_files: list[dict] = []
         self.last_checkpoint_file: str | None = None  # MMEngine's `last_checkpoint` file: the newest regular one
         self.recent_errors: deque[dict] = deque(maxlen=RECENT_ERRORS)
+        self.last_error_ts: dict[str, float] = {}
         self.first_ts: float | None = None
         self.last_ts: float | None = None
         self.last_progress_ts: float | None = None
@@ -167,6 +168,8 @@ class RunState:
     def count_error(self, kind: str, text: str, ts: float | None) -> None:
         kind = kind if kind in self.counters.errors else "log_error"
         self.counters.errors[kind] += 1
+        if ts is not None and ts > self.last_error_ts.get(kind, 0):
+            self.last_error_ts[kind] = ts
         self.recent_errors.append({"kind": kind, "text": text, "timestamp": ts})
 
     def _progress(self, ts: float | None, phase: str) -> None:
@@ -309,6 +312,7 @@ class RunState:
                 "checkpoints": [dict(c) for c in self.checkpoint_files],
                 "last_checkpoint_file": self.last_checkpoint_file,
                 "recent_errors": list(self.recent_errors),
+                "last_error_timestamps": dict(self.last_error_ts),
                 "first_timestamp": self.first_ts,
                 "last_timestamp": self.last_ts,
                 "last_progress_timestamp": self.last_progress_ts,

@@ -1,0 +1,74 @@
+"""The Prometheus rules in alerts/: valid for promtool, unit-tested by promtool (alerts/tests), and naming the
+same alerts as the agent's own evaluator."""
+
+from __future__ import annotations
+
+import re
+import subprocess
+from pathlib import Path
+
+import yaml
+from conftest import require_binary
+
+ROOT = Path(__file__).parent.parent
+RULES = ROOT / "alerts" / "trainwarden.rules.yml"
+UNIT = ROOT / "alerts" / "tests" / "trainwarden.test.yml"
+# DESIGN.md section 3
+CONTRACT = {
+    "critical": {"TrainingLossExplosion", "TrainingLossNotFinite", "TrainingCUDAOutOfMemory", "TrainingProcessExited",
+                 "TrainingStalled", "TrainingTargetMissed", "TrainingDegraded", "TrainwardenAgentDown"},
+    "warning": {"TrainingLossRising", "TrainingLossOutOfRange", "TrainingAccuracyLow", "TrainingGradNormHigh",
+                "TrainingEvaluationBelowTarget", "TrainingStagnant", "TrainingEarlyStopRisk",
+                "TrainingLearningRateCollapsed", "GPUTemperatureHigh", "GPUMemoryNearlyFull",
+                "TrainwardenCollectorFailing", "TrainwardenNotificationsFailing"},
+    "info": {"TrainingEvaluationCompleted", "TrainingTargetReached", "TrainingFinished", "TrainingEarlyStopped"},
+}
+
+
+def rules() -> list[dict]:
+    return [r for g in yaml.safe_load(RULES.read_text(encoding="utf-8"))["groups"] for r in g["rules"]]
+
+
+def test_promtool_checks_and_unit_tests_pass():
+    promtool = require_binary("promtool")
+    check = subprocess.run([promtool, "check", "rules", str(RULES)], capture_output=True, text=True, timeout=60)
+    assert check.returncode == 0, check.stdout + check.stderr
+    unit = subprocess.run([promtool, "test", "rules", str(UNIT)], capture_output=True, text=True, timeout=120)
+    assert unit.returncode == 0, unit.stdout + unit.stderr
+
+
+def test_every_contract_alert_is_a_rule_with_severity_and_annotations():
+    by_name = {r["alert"]: r for r in rules()}
+    for severity, names in CONTRACT.items():
+        for name in names:
+            rule = by_name[name]
+            assert rule["labels"]["severity"] == severity, name
+            assert {"summary", "description", "runbook"} <= set(rule["annotations"]), name
+    assert set(by_name) == set().union(*CONTRACT.values())
+
+
+def test_every_alert_is_unit_tested_firing_and_quiet():
+    text = UNIT.read_text(encoding="utf-8")
+    for name in set().union(*CONTRACT.values()):
+        checks = re.findall(rf"alertname: {name}\n\s+exp_alerts:(.*?)(?=\n\s+- eval_time|\n\n|\Z)", text, re.S)
+        assert any("exp_labels" in c for c in checks), f"{name}: no firing case"
+        assert any(c.strip().startswith("[]") for c in checks), f"{name}: no quiet case"
+
+
+def test_no_threshold_is_repeated_in_the_rules():
+    """Thresholds come from trainwarden_policy_* series: no bare numbers compared against in an expression
+    (0 and 1 are booleans; 15m and friends are windows)."""
+    for rule in rules():
+        expr = re.sub(r"\[[0-9]+[smh]\]", "", rule["expr"])
+        numbers = set(re.findall(r"(?<![\w.])\d+(?:\.\d+)?(?![\w.])", expr)) - {"0", "1"}
+        assert not numbers, (rule["alert"], numbers)
+
+
+def test_the_agent_judges_the_same_alert_names():
+    from trainwarden import conditions
+
+    source = Path(conditions.__file__).read_text(encoding="utf-8")
+    agent_alerts = set(re.findall(r'"((?:Training|GPU)\w+)"', source))
+    rule_alerts = {r["alert"] for r in rules()} - {"TrainwardenAgentDown", "TrainwardenCollectorFailing",
+                                                   "TrainwardenNotificationsFailing"}
+    assert agent_alerts == rule_alerts
