@@ -229,8 +229,8 @@ def test_a_loss_explosion_reaches_the_phone_from_a_watched_run(tmp_path, sink):
 
 
 def test_alertmanager_mode_keeps_the_agent_quiet(tmp_path, sink):
-    from trainwarden.cli import build_notifier
     from trainwarden.config import load_config
+    from trainwarden.notify.setup import build_notifier
 
     cfg_file = tmp_path / "c.yml"
     cfg_file.write_text(f"notify:\n  mode: alertmanager\n  targets:\n    - url: {sink.url()}\n", encoding="utf-8")

@@ -46,6 +46,7 @@ def cmd_watch(args: argparse.Namespace) -> ExitCode:
         raise UsageError(f"watch: no such folder: {', '.join(missing)}")
     host, port = _listen(args.listen_address or cfg.listen_address)
     poll = args.poll_interval or cfg.poll_interval_seconds
+    from .notify.setup import build_notifier
     from .sources.host import HostSources
 
     consoles = console_files(args.console)
@@ -67,37 +68,11 @@ def cmd_watch(args: argparse.Namespace) -> ExitCode:
     return ExitCode.OK
 
 
-def notify_targets(cfg, urls: list[str] | None):
-    from .notify.targets import Target
-
-    return [*(Target(u) for u in urls or []), *cfg.notify.targets]
-
-
-def build_notifier(cfg, urls: list[str] | None, roots: list[Path]):
-    """The standalone notifier, or None: no target, or alerts go through Alertmanager and its bridge."""
-    import hashlib
-
-    from .config import default_state_dir
-    from .notify.service import Notifier
-
-    targets = notify_targets(cfg, urls)
-    if not targets:
-        return None
-    if cfg.notify.mode == "alertmanager":
-        log.info("notify.mode is alertmanager: the agent sends no notification itself")
-        return None
-    # one state folder per set of watched folders: two agents never share an outbox
-    scope = hashlib.sha256("|".join(sorted(str(r.absolute()) for r in roots)).encode()).hexdigest()[:12]
-    state = (cfg.notify.state_dir or default_state_dir()) / scope
-    log.info("notifying %s; outbox in %s", ", ".join(t.name for t in targets), state)
-    return Notifier(targets, state, cfg.notify.host, cfg.notify.resolve_after_seconds, cfg.notify.max_per_minute,
-                    log_lines=cfg.policies.default.log_lines_red)
-
-
 def cmd_notify_test(args: argparse.Namespace) -> ExitCode:
     import socket
 
     from .notify.service import apprise_sender
+    from .notify.setup import notify_targets
 
     cfg = load_config(args.config_file)
     targets = notify_targets(cfg, args.notify)
@@ -252,6 +227,7 @@ def _local_tail(path: Path, run: str | None, n: int) -> list[str]:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
+    from .notify.setup import build_notifier
     from .run_cli import run_supervised
 
     cfg = load_config(args.config_file)
@@ -260,6 +236,32 @@ def cmd_run(args: argparse.Namespace) -> int:
         raise UsageError("run: --auto-resume must be 0 or more")
     work = [Path(args.work_dir)] if args.work_dir else [Path.cwd()]
     return run_supervised(args, cfg, build_notifier(cfg, args.notify, work), host, port, UsageError)
+
+
+def cmd_bridge(args: argparse.Namespace) -> ExitCode:
+    import os
+
+    from .bridge import serve_bridge
+
+    cfg = load_config(args.config_file)
+    host, port = _listen(args.listen_address)
+    token = None
+    if args.token_file:
+        try:
+            token = Path(args.token_file).read_text(encoding="utf-8").strip()
+        except OSError as exc:
+            raise UsageError(f"--bridge.token-file: cannot read {args.token_file} ({exc.strerror or exc})") from None
+    token = token or os.environ.get("TRAINWARDEN_BRIDGE_TOKEN") or None
+    from .notify.setup import notify_targets
+
+    targets = notify_targets(cfg, args.notify)
+    if not targets:
+        raise UsageError("bridge: no target (give --notify URL or notify.targets in the config file)")
+    if not token:
+        log.warning("no bridge token (--bridge.token-file or TRAINWARDEN_BRIDGE_TOKEN): anyone who can reach "
+                    "%s:%d can send notifications", host, port)
+    serve_bridge(cfg, targets, token, host, port)
+    return ExitCode.OK
 
 
 def cmd_demo(args: argparse.Namespace) -> ExitCode:
@@ -312,6 +314,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-n", "--lines", type=int, default=20, help="number of lines (default 20)")
     p.add_argument("--run", help="the run, when PATH holds several")
     p.set_defaults(func=cmd_tail)
+
+    p = sub.add_parser("bridge", help="receive Alertmanager webhooks and deliver them through apprise")
+    p.add_argument("--web.listen-address", dest="listen_address", default="127.0.0.1:9842",
+                   help="address to receive webhooks on (default 127.0.0.1:9842)")
+    p.add_argument("--bridge.token-file", dest="token_file",
+                   help="file holding the shared secret Alertmanager sends as a bearer token "
+                        "(or the TRAINWARDEN_BRIDGE_TOKEN environment variable)")
+    p.add_argument("--notify", action="append", metavar="APPRISE_URL", help="a target for every severity")
+    p.add_argument("--config.file", dest="config_file", type=Path, help="YAML configuration file (notify: targets)")
+    p.set_defaults(func=cmd_bridge)
 
     p = sub.add_parser("run", help="start and supervise a training command (console capture, exit code, alerts)")
     p.add_argument("--work-dir", dest="work_dir", help="the run's work dir (default: from the command)")

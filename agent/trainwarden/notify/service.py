@@ -106,14 +106,14 @@ class Notifier:
             self._wake.set()
         return queued
 
-    def notice(self, key: str, severity: str, title: str, body: str) -> int:
-        """A one-off message outside the condition tracker (`trainwarden run` restarting a run, say)."""
+    def notice(self, key: str, severity: str, title: str, body: str, kind: str = "notice") -> int:
+        """A message outside the condition tracker (`trainwarden run` restarting a run, an Alertmanager alert)."""
         now = self.clock()
         queued = 0
         for target in self.targets.values():
-            if target.wants(severity):
+            if target.wants(severity) and (kind != "resolved" or target.resolved):
                 queued += self.outbox.put(f"notice|{key}", target.id, {"title": title, "body": body,
-                                                                     "severity": severity, "kind": "notice"}, now)
+                                                                     "severity": severity, "kind": kind}, now)
         if queued:
             self._wake.set()
         return queued
