@@ -8,10 +8,13 @@ from __future__ import annotations
 import json
 import shutil
 import subprocess
+import sys
 import time
+import urllib.parse
 import urllib.request
 from pathlib import Path
 
+import fake_pynvml
 import pytest
 from conftest import free_port, require_binary, wait_for
 from sinks import HttpSink
@@ -20,15 +23,31 @@ from trainwarden.agent import Agent
 from trainwarden.bridge import Bridge
 from trainwarden.notify.service import Notifier
 from trainwarden.notify.targets import Target
+from trainwarden.sources.host import HostSources
+from trainwarden.sources.nvml import Nvml
 
 ROOT = Path(__file__).parent.parent
 P = " - mmengine - INFO - "
 TOKEN = "s3cret-bridge-token"
 
 
-def line(it: int, loss: float) -> str:
-    return (f"{time.strftime('%Y/%m/%d %H:%M:%S')}{P}Epoch(train)  [1][{it:>4}/1000]  lr: 4.0000e-05  eta: 0:10:00  "
-            f"time: 0.4567  data_time: 0.0123  memory: 5432  loss: {loss:.4f}  loss_cls: 0.1200\n")
+def line(it: int, loss: float, epoch: int = 2) -> str:
+    return (f"{time.strftime('%Y/%m/%d %H:%M:%S')}{P}Epoch(train)  [{epoch}][{it:>4}/1000]  base_lr: 4.0000e-05 "
+            f"lr: 4.0000e-05  eta: 0:10:00  time: 0.4567  data_time: 0.0123  memory: 5432  grad_norm: 6.5000  "
+            f"loss: {loss:.4f}  loss_cls: 0.1200  acc: 96.0000  loss_bbox: 0.1700\n")
+
+
+def first_lines() -> str:
+    """A run in its second epoch: config, epoch 1 with its validation (below target), the guide's early-stop line."""
+    now = time.strftime("%Y/%m/%d %H:%M:%S")
+    text = (f"{now}{P}Config:\ntrain_cfg = dict(type='EpochBasedTrainLoop', max_epochs=5, val_interval=1)\n"
+            "train_dataloader = dict(batch_size=4)\nval_evaluator = dict(type='VOCMetric', metric='mAP')\n")
+    text += "".join(line(it, 0.30, epoch=1) for it in (50, 100, 1000))
+    text += f"{now}{P}Saving checkpoint at 1 epochs\n"
+    text += (f"{now}{P}Epoch(val) [1][2252/2252]    pascal_voc/mAP: 0.5900  pascal_voc/AP50: 0.5900  "
+             "data_time: 0.0020  time: 0.0921\n")
+    text += f"{now}{P}Epoch 1: mAP=0.5900 (<0.60, 1/2)\n"
+    return text + "".join(line(it, 0.30) for it in (50, 100))
 
 
 def get_json(url: str) -> dict:
@@ -46,8 +65,16 @@ def stack(tmp_path):
     session = tmp_path / "work_dirs" / "exp" / "20251111_180600"
     session.mkdir(parents=True)
     log = session / "20251111_180600.log"
-    log.write_text(line(50, 0.30), encoding="utf-8")
-    agent = Agent([tmp_path / "work_dirs"], "127.0.0.1", 0, poll_interval=0.2, rediscover_interval=0.5)
+    log.write_text(first_lines(), encoding="utf-8")
+    (session.parent / "epoch_1.pth").write_bytes(b"checkpoint")
+    # a process of the run on a (fake) GPU, so the GPU panels and the run-to-GPU mapping have data
+    trainer = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(600)"])
+    module = fake_pynvml.make(fake_pynvml.gpus(2))
+    module.gpus[0].processes = [(trainer.pid, 3 * 2**30)]
+    module.gpus[0].reasons = 0x4  # power capped
+    host = HostSources(pids={"exp": trainer.pid}, nvml=Nvml(loader=lambda: module))
+    agent = Agent([tmp_path / "work_dirs"], "127.0.0.1", 0, poll_interval=0.2, rediscover_interval=0.5,
+                  host_sources=host)
     agent.start()
     sink = HttpSink()
     bridge = Bridge(Notifier([Target(sink.url())], tmp_path / "bridge-state", host="stack"), TOKEN, "127.0.0.1", 0)
@@ -107,6 +134,8 @@ def stack(tmp_path):
         bridge.stop()
         agent.stop()
         sink.close()
+        trainer.kill()
+        trainer.wait()
 
 
 def ready(url: str) -> bool:
@@ -153,3 +182,23 @@ def test_loss_explosion_through_prometheus_alertmanager_and_the_bridge(stack):
         text = r.read().decode()
     assert 'trainwarden_bridge_webhooks_total{result="unauthorized"} 1.0' in text
     assert 'trainwarden_notifications_total{severity="critical"} 2.0' in text
+
+
+def test_every_dashboard_loads_and_every_panel_query_returns_data(stack):
+    from grafana_foundation_sdk.models.dashboard import Dashboard
+
+    prom = stack["prom"]
+    time.sleep(3)  # a few scrapes, so range queries have points
+    for path in sorted((ROOT / "grafana" / "dashboards").glob("*.json")):
+        raw = json.loads(path.read_text(encoding="utf-8"))
+        assert "__inputs" not in raw and raw["uid"].startswith("trainwarden-")
+        dashboard = Dashboard.from_json(raw)  # the SDK (schema 41) reads it
+        assert dashboard.uid == raw["uid"] and len(dashboard.panels) == len(raw["panels"])
+        for p in raw["panels"]:
+            assert p["datasource"]["uid"] == "trainwarden-prometheus"
+            for t in p["targets"]:
+                expr = t["expr"].replace('"$instance"', '".*"').replace('"$run"', '".*"')
+                query = urllib.parse.urlencode({"query": expr})
+                result = get_json(f"{prom}/api/v1/query?{query}")
+                assert result["status"] == "success", (path.name, p["title"], expr)
+                assert result["data"]["result"], f"{path.name} / {p['title']}: no data for {expr}"

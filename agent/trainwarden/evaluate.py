@@ -164,4 +164,5 @@ def assess(run: dict, losses: list[float], policy: Policy, now: float, gpu_conds
         "stall_seconds": run.get("stall_after_seconds"), "goal": policy.goal if applies else None,
         "recall_goal": policy.recall_goal if applies else None, "targets_apply": applies,
         "baselines": dict(policy.baselines) if applies else {},
+        "loss_range": list(policy.loss_range) if applies and policy.loss_range else None,
     }

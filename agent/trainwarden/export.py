@@ -200,6 +200,13 @@ def _add_policy(f: _Families, run: dict) -> None:
     if policy.get("goal") is not None and run.get("eval_key"):
         f.gauge("policy_target", "The final goal of the evaluated metric.", ["run", "key"]).add_metric(
             [r, run["eval_key"]], policy["goal"])
+        for name, value in sorted((policy.get("baselines") or {}).items()):
+            f.gauge("policy_baseline", "A baseline of the evaluated metric to compare with.", ["run", "key", "baseline"]
+                    ).add_metric([r, run["eval_key"], name], value)
+    if policy.get("loss_range"):
+        band = f.gauge("policy_loss_healthy", "The healthy range of the total loss.", ["run", "bound"])
+        band.add_metric([r, "low"], policy["loss_range"][0])
+        band.add_metric([r, "high"], policy["loss_range"][1])
 
 
 def _add_process(f: _Families, run: dict) -> None:
