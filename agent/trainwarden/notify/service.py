@@ -77,7 +77,10 @@ class Notifier:
         self._wake = threading.Event()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
-        logging.getLogger("apprise").addFilter(_MaskSecrets([t.url for t in targets]))
+        apprise_log = logging.getLogger("apprise")
+        apprise_log.addFilter(_MaskSecrets([t.url for t in targets]))
+        if apprise_log.level == logging.NOTSET and not log.isEnabledFor(logging.DEBUG):
+            apprise_log.setLevel(logging.WARNING)  # its "Notifying 1 service(s)" at every send is noise
 
     # -- from the reader's thread ----------------------------------------------------------------------------------
     def handle(self, doc: dict, tail: Callable[[str, int], list[str]]) -> int:

@@ -21,6 +21,7 @@ def build_notifier(cfg, urls: list[str] | None, roots: list[Path]):
     """The standalone notifier, or None: no target, or alerts go through Alertmanager and its bridge."""
     targets = notify_targets(cfg, urls)
     if not targets:
+        log.info("no notification target (--notify URL or notify.targets): conditions are shown, not sent")
         return None
     if cfg.notify.mode == "alertmanager":
         log.info("notify.mode is alertmanager: the agent sends no notification itself")
