@@ -14,6 +14,7 @@ from pathlib import Path
 
 from . import __version__
 from .config import DEFAULT_LISTEN, ConfigError, load_config, parse_listen_address
+from .errors import NothingFound, UsageError
 
 log = logging.getLogger("trainwarden")
 
@@ -23,14 +24,6 @@ class ExitCode(IntEnum):
     FAILURE = 1  # a runtime failure: nothing to read, a remote agent unreachable, a port in use
     USAGE = 2  # bad flags or a bad config file
     RED = 3  # `status`: at least one run is red
-
-
-class UsageError(Exception):
-    pass
-
-
-class NothingFound(Exception):
-    pass
 
 
 # -- commands --------------------------------------------------------------------------------------------------
@@ -46,6 +39,7 @@ def cmd_watch(args: argparse.Namespace) -> ExitCode:
         raise UsageError(f"watch: no such folder: {', '.join(missing)}")
     host, port = _listen(args.listen_address or cfg.listen_address)
     poll = args.poll_interval or cfg.poll_interval_seconds
+    from .local import console_files
     from .notify.setup import build_notifier
     from .sources.host import HostSources
 
@@ -110,37 +104,8 @@ def _stop_on_signals(agent) -> None:
             pass
 
 
-def console_files(specs: list[str] | None) -> list[tuple[str | None, Path]]:
-    """`--console [RUN=]FILE` values."""
-    out = []
-    for spec in specs or []:
-        name, sep, path = spec.partition("=")
-        if not sep or Path(spec).exists():
-            name, path = None, spec
-        if not Path(path).is_file():
-            raise UsageError(f"--console: no such file: {path}")
-        out.append((name or None, Path(path)))
-    return out
-
-
-def local_status(paths: list[Path], cfg, consoles=()) -> dict:
-    from .document import status_document
-    from .sources.fleet import Fleet
-    from .sources.host import HostSources
-
-    fleet = Fleet(paths, consoles=list(consoles))
-    fleet.rediscover()
-    host = HostSources(pids={name: pid for name in cfg.runs if (pid := cfg.pid_of(name))})
-    host.update_processes(fleet, discover=True)
-    logging.getLogger("trainwarden.nvml").setLevel(logging.ERROR)  # said in the document, not as a warning
-    reading = host.sample_gpus()
-    host.close()
-    doc = status_document(fleet.snapshots(), cfg.policies, time.time(), reading.gpus)
-    doc["gpu_error"] = reading.error
-    return doc
-
-
 def cmd_status(args: argparse.Namespace) -> ExitCode:
+    from .local import console_files, local_status
     from .remote import RemoteError, fetch_status, is_url
 
     cfg = load_config(args.config_file)
@@ -191,39 +156,13 @@ def cmd_tail(args: argparse.Namespace) -> ExitCode:
     if is_url(args.path):
         lines = fetch_tail(args.path, args.run, args.lines)["lines"]
     else:
-        lines = _local_tail(Path(args.path), args.run, args.lines)
+        from .local import local_tail
+
+        lines = local_tail(Path(args.path), args.run, args.lines)
     out = sys.stdout
     for line in lines:
         out.write(line + "\n")
     return ExitCode.OK
-
-
-def _local_tail(path: Path, run: str | None, n: int) -> list[str]:
-    from .agent import newest_log
-    from .sources.discover import describe, find_work_dirs, run_names
-    from .sources.lastlines import last_lines
-
-    if path.is_file():
-        return last_lines(path, n)
-    if not path.is_dir():
-        raise UsageError(f"tail: no such file or folder: {path}")
-    work_dirs = find_work_dirs(path)
-    names = run_names(work_dirs)
-    if run is not None:
-        work_dirs = [wd for wd in work_dirs if names[wd] == run]
-    if not work_dirs:
-        raise NothingFound(f"tail: no run{' named ' + run if run else ''} under {path}")
-    if len(work_dirs) > 1:
-        raise UsageError(f"tail: {path} holds {len(work_dirs)} runs ({', '.join(names[w] for w in work_dirs)}): "
-                         "name one with --run")
-
-    class _Reader:  # newest_log only needs the layout
-        layout = describe(work_dirs[0])
-
-    log_path = newest_log(_Reader)
-    if log_path is None:
-        raise NothingFound(f"tail: {work_dirs[0]} has no text log yet")
-    return last_lines(log_path, n)
 
 
 def cmd_run(args: argparse.Namespace) -> int:
@@ -262,6 +201,36 @@ def cmd_bridge(args: argparse.Namespace) -> ExitCode:
                     "%s:%d can send notifications", host, port)
     serve_bridge(cfg, targets, token, host, port)
     return ExitCode.OK
+
+
+def cmd_live(args: argparse.Namespace) -> ExitCode:
+    from .live_cli import run_live
+    from .remote import is_url
+
+    cfg = load_config(args.config_file)
+    if args.interval <= 0:
+        raise UsageError("live: --interval must be above 0")
+    targets = list(args.paths) + [str(p) for p in cfg.watch]
+    if not targets:
+        raise UsageError("live: give at least one PATH or agent URL")
+    missing = [t for t in targets if not is_url(t) and not Path(t).exists()]
+    if missing:
+        raise UsageError(f"live: no such folder: {', '.join(missing)}")
+    run_live(targets, cfg, args.interval, args.once)
+    return ExitCode.OK
+
+
+def cmd_analyze(args: argparse.Namespace) -> ExitCode:
+    from .analyze_cli import run_analyze
+
+    cfg = load_config(args.config_file)
+    path = Path(args.path)
+    if not path.exists():
+        raise UsageError(f"analyze: no such folder: {path}")
+    try:
+        return ExitCode(run_analyze(path, args.run, cfg, args.json, args.html))
+    except LookupError as exc:
+        raise UsageError(f"analyze: {exc}") from None
 
 
 def cmd_demo(args: argparse.Namespace) -> ExitCode:
@@ -336,6 +305,22 @@ def build_parser() -> argparse.ArgumentParser:
                    help="address of the embedded agent (default: a free loopback port)")
     p.add_argument("command", nargs=argparse.REMAINDER, help="-- COMMAND...: the training command")
     p.set_defaults(func=cmd_run)
+
+    p = sub.add_parser("live", help="a terminal view that refreshes in place (q or Ctrl-C quits)")
+    p.add_argument("paths", nargs="*", metavar="PATH", help="work dirs, folders of work dirs, or agent URLs")
+    p.add_argument("--interval", type=float, default=30.0, help="seconds between refreshes (default 30)")
+    p.add_argument("--once", action="store_true", help="draw once and exit (for scripts)")
+    p.add_argument("--config.file", dest="config_file", type=Path, help="YAML configuration file")
+    p.set_defaults(func=cmd_live)
+
+    p = sub.add_parser("analyze", help="detailed analysis of one run: trends, verdict, Plan B, next steps")
+    p.add_argument("path", metavar="PATH", help="a work dir (or a folder holding one run; --run picks among many)")
+    p.add_argument("--run", help="the run, when PATH holds several")
+    out = p.add_mutually_exclusive_group()
+    out.add_argument("--json", action="store_true", help="print the analysis as JSON")
+    out.add_argument("--html", metavar="FILE", type=Path, help="write one self-contained HTML file with plots")
+    p.add_argument("--config.file", dest="config_file", type=Path, help="YAML configuration file")
+    p.set_defaults(func=cmd_analyze)
 
     p = sub.add_parser("demo", help="replay a realistic run at high speed and watch it")
     p.add_argument("--dir", type=Path, help="where to write the run (default: a new temporary folder)")

@@ -114,8 +114,9 @@ def _best(snap: dict, key: str | None) -> dict | None:
 
 def _checkpoint_fields(snap: dict) -> dict:
     files = snap["checkpoints"]
-    regular = [c for c in files if not c["best"] and not c["link"]]
-    newest = max(regular, key=lambda c: c["mtime"]) if regular else None
+    # the newest numbered checkpoint (epoch_N.pth / iter_N.pth): not a best_*, a link, or a backup copy
+    regular = [c for c in files if not c["best"] and not c["link"] and (c["epoch"] or c["iteration"]) is not None]
+    newest = max(regular, key=lambda c: (c["epoch"] or 0, c["iteration"] or 0, c["mtime"])) if regular else None
     saved = snap.get("last_saved")
     return {
         "checkpoints": [
@@ -176,6 +177,7 @@ def run_document(snap: dict, judgement: Judgement) -> dict:
         "verdict": judgement.verdict,
         "advice": judgement.advice,
         "phase": snap.get("phase"),
+        "loss_recent": [_num(p["values"].get("loss")) for p in snap["recent"][-60:]],
         "stall_after_seconds": judgement.stall_seconds,
         "start_timestamp_seconds": snap.get("first_timestamp"),
         "last_progress_timestamp_seconds": snap.get("last_progress_timestamp"),

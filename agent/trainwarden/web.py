@@ -2,19 +2,18 @@
 
 from __future__ import annotations
 
-import html
 import logging
-import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from urllib.parse import parse_qs, quote, unquote, urlsplit
+from urllib.parse import parse_qs, unquote, urlsplit
 
 from prometheus_client.exposition import choose_encoder
 from prometheus_client.registry import CollectorRegistry
 
 from . import __version__
 from .document import to_json
+from .views.page import status_page
 
 log = logging.getLogger("trainwarden.web")
 MAX_TAIL_LINES = 5000
@@ -25,43 +24,6 @@ class WebApp:
     registry: CollectorRegistry
     status: Callable[[], dict]  # the status document
     tail: Callable[[str, int], dict | None]  # run name, n -> {"run", "file", "lines"} or None
-
-
-def _fmt_time(ts: float | None) -> str:
-    return time.strftime("%Y-%m-%d %H:%M", time.localtime(ts)) if ts else "—"
-
-
-def landing_page(doc: dict) -> bytes:
-    rows = []
-    for run in doc["runs"]:
-        name = html.escape(run["run"])
-        epoch = f"{run['epoch']}/{run['max_epochs'] or '?'}" if run.get("epoch") is not None else "—"
-        progress = f"{run['progress_ratio'] * 100:.1f} %" if run.get("progress_ratio") is not None else "—"
-        loss = f"{run['loss']:.4f}" if run.get("loss") is not None else "—"
-        last_eval = "—"
-        vals = [e for e in run["evaluations"] if run.get("eval_key") in e["metrics"]]
-        if vals and vals[-1]["metrics"][run["eval_key"]] is not None:
-            last_eval = f"{html.escape(run['eval_key'])} {vals[-1]['metrics'][run['eval_key']]:.4f}"
-        rows.append(
-            f"<tr class='{html.escape(run['state'])}'><td>{name}</td><td>{html.escape(run['state'])}</td>"
-            f"<td>{epoch}</td><td>{progress}</td><td>{loss}</td><td>{last_eval}</td>"
-            f"<td>{_fmt_time(run.get('expected_completion_timestamp_seconds'))}</td>"
-            f"<td><a href='/api/runs/{quote(run['run'], safe='')}/log?lines=50'>log</a></td></tr>"
-        )
-    body = "\n".join(rows) or "<tr><td colspan='8'>No runs found yet.</td></tr>"
-    page = f"""<!doctype html><html><head><meta charset="utf-8"><meta http-equiv="refresh" content="10">
-<title>trainwarden</title><style>
-body{{font-family:system-ui,sans-serif;margin:2em;color:#222}} table{{border-collapse:collapse}}
-td,th{{padding:.3em .8em;border-bottom:1px solid #ddd;text-align:left}}
-tr.crashed td,tr.stalled td{{background:#fde2e2}} tr.finished td{{background:#e3f5e1}}
-tr.early_stopped td{{background:#fff3cd}}
-</style></head><body><h1>trainwarden</h1>
-<table><tr><th>run</th><th>state</th><th>epoch</th><th>progress</th><th>loss</th><th>last evaluation</th>
-<th>expected end</th><th></th></tr>
-{body}</table>
-<p><a href="/metrics">/metrics</a> · <a href="/api/runs">/api/runs</a> · <a href="/healthz">/healthz</a>
-· trainwarden {html.escape(__version__)}</p></body></html>"""
-    return page.encode("utf-8")
 
 
 def make_handler(app: WebApp) -> type[BaseHTTPRequestHandler]:
@@ -97,7 +59,7 @@ def make_handler(app: WebApp) -> type[BaseHTTPRequestHandler]:
                 elif path == "/healthz":
                     self._send(200, b"ok\n", "text/plain; charset=utf-8")
                 elif path == "/":
-                    self._send(200, landing_page(app.status()), "text/html; charset=utf-8")
+                    self._send(200, status_page(app.status()), "text/html; charset=utf-8")
                 else:
                     self._send(404, b"not found\n", "text/plain; charset=utf-8")
             except (BrokenPipeError, ConnectionResetError):
