@@ -57,6 +57,8 @@ def run_demo(args: argparse.Namespace) -> int:
     console.print(f"    trainwarden status {root}")
     console.print(f"    trainwarden status {base}")
     console.print(f"    trainwarden tail {writer.work_dir} -n 20")
+    console.print(f"    trainwarden live {root} --interval 2")
+    console.print(f"    trainwarden analyze {writer.work_dir} --html analysis.html")
 
     stop = threading.Event()
 

@@ -22,7 +22,9 @@ def analysis(doc: dict, snap: dict, policy: Policy) -> dict:
         trend_verdict = (f"mean {trend['mean_100']:.4f} over the last {trend['values']} logged values, "
                          f"{'falling' if trend['falling'] else 'not falling'} ({trend['slope_per_log']:+.2e} per log), "
                          f"{where} the healthy range" + (f" {band[0]}-{band[1]}" if band else ""))
-    history = [{"iteration": p["iteration"], "timestamp": p["timestamp"], **p["values"]} for p in snap["history"]]
+    history = [{"iteration": p["iteration"], "timestamp": p["timestamp"],
+                **{k: v if math.isfinite(v) else None for k, v in p["values"].items()}}  # JSON has no NaN
+               for p in snap["history"]]
     return {
         "run": doc["run"], "work_dir": doc["work_dir"], "state": doc["state"], "health": doc["health"],
         "progress": {k: doc.get(k) for k in ("epoch", "max_epochs", "epoch_iteration", "iterations_per_epoch",
