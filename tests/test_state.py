@@ -143,3 +143,11 @@ def test_a_sample_restarts_the_recent_window(sampled):
     rec = train(T0 + 5000, 2, 500)
     state.apply(TrainRecord(rec.ts, 2, 500, IPE, None, None, rec.values, None, sampled=sampled), "s1")
     assert len(state.snapshot()["recent"]) == (0 if sampled else 3)
+
+
+def test_the_first_validation_gets_time_even_without_progress_lines():
+    lines = epoch_lines(1, T0)
+    end = lines[-1].ts
+    state = run_with([*lines, CheckpointSaved(end + 5, "epoch", 1)])  # mmcv: checkpoint, then a silent validation
+    assert judge(state, end + 1500).state == "running"
+    assert judge(state, end + 1806).state == "stalled"

@@ -62,9 +62,10 @@ def stall_window(snap: dict, policy: Policy) -> float:
     pace = snap.get("pace_seconds") or []
     window = max(policy.stall_floor_seconds, policy.stall_pace_multiplier * median(pace) if pace else 0.0)
     longest_eval = snap.get("longest_eval_seconds")
-    if longest_eval and (snap.get("phase") in ("val", "checkpoint") or _at_epoch_end(snap)):
+    if snap.get("phase") in ("val", "checkpoint") or _at_epoch_end(snap):
         # between an epoch's last train line and its metrics line the log may stay silent a long while
-        window = max(window, policy.stall_eval_multiplier * longest_eval)
+        allowance = policy.stall_eval_multiplier * longest_eval if longest_eval else policy.stall_first_eval_seconds
+        window = max(window, allowance)
     return window
 
 

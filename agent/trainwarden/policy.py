@@ -29,8 +29,10 @@ class Policy:
     stall_pace_multiplier: float = 10.0
     # ...but never sooner than this (checkpoint saving, a slow data loader, the first validation).
     stall_floor_seconds: float = 300.0
-    # While validating, allow this many times the longest validation seen so far.
+    # While validating, allow this many times the longest validation seen so far...
     stall_eval_multiplier: float = 2.0
+    # ...and this long for the first validation, whose length is not known yet (mmcv logs no progress while it runs).
+    stall_first_eval_seconds: float = 1800.0
     # -- training (healthy ranges while training, epochs 1-5) ------------------------------------------------------
     loss_max: float = 1.0  # a logged loss (a 50-iteration mean) above this is an explosion: red at once
     loss_rise_ratio: float = 0.10  # short-term mean above the longer-term mean by more than this: yellow
