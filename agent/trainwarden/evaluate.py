@@ -61,10 +61,12 @@ def stall_window(snap: dict, policy: Policy) -> float:
     """Seconds without progress after which a run counts as stalled, measured against its own pace."""
     pace = snap.get("pace_seconds") or []
     window = max(policy.stall_floor_seconds, policy.stall_pace_multiplier * median(pace) if pace else 0.0)
+    if not pace:
+        window = max(window, policy.stall_unknown_seconds)  # one logged line says nothing of the run's pace
     longest_eval = snap.get("longest_eval_seconds")
     if snap.get("phase") in ("val", "checkpoint") or _at_epoch_end(snap):
         # between an epoch's last train line and its metrics line the log may stay silent a long while
-        allowance = policy.stall_eval_multiplier * longest_eval if longest_eval else policy.stall_first_eval_seconds
+        allowance = policy.stall_eval_multiplier * longest_eval if longest_eval else policy.stall_unknown_seconds
         window = max(window, allowance)
     return window
 

@@ -31,8 +31,9 @@ class Policy:
     stall_floor_seconds: float = 300.0
     # While validating, allow this many times the longest validation seen so far...
     stall_eval_multiplier: float = 2.0
-    # ...and this long for the first validation, whose length is not known yet (mmcv logs no progress while it runs).
-    stall_first_eval_seconds: float = 1800.0
+    # ...and this long while the run's pace is not known yet: before its second logged line, and during its first
+    # validation (mmcv logs no progress while it validates).
+    stall_unknown_seconds: float = 1800.0
     # -- training (healthy ranges while training, epochs 1-5) ------------------------------------------------------
     loss_max: float = 1.0  # a logged loss (a 50-iteration mean) above this is an explosion: red at once
     loss_rise_ratio: float = 0.10  # short-term mean above the longer-term mean by more than this: yellow
