@@ -62,7 +62,7 @@ def ready(url: str) -> bool:
 
 
 @contextlib.contextmanager
-def running_stack(tmp_path: Path, prometheus_extra: str = ""):
+def running_stack(tmp_path: Path, prometheus_extra: str = "", alertmanagers: int = 1):
     """Agent, bridge, Alertmanager and Prometheus, started for real on loopback; yields their handles."""
     prometheus = shutil.which("prometheus")
     if prometheus is None:
@@ -91,16 +91,23 @@ def running_stack(tmp_path: Path, prometheus_extra: str = ""):
     bridge.notifier.start()
     threading.Thread(target=bridge.server.serve_forever, daemon=True).start()
     # Alertmanager with deploy/alertmanager/alertmanager.yml: the bridge's address and the token file substituted
-    am_port, prom_port = free_port(), free_port()
+    am_ports = [free_port() for _ in range(alertmanagers)]
+    cluster_ports = [free_port() for _ in range(alertmanagers)]
+    prom_port = free_port()
     token_file = tmp_path / "bridge-token"
     token_file.write_text(TOKEN, encoding="utf-8")
     am_cfg = (ROOT / "deploy" / "alertmanager" / "alertmanager.yml").read_text(encoding="utf-8")
     am_cfg = am_cfg.replace("http://trainwarden-bridge:9842/alerts", f"http://127.0.0.1:{bridge.address[1]}/alerts")
     am_cfg = am_cfg.replace("/etc/alertmanager/secrets/bridge-token", str(token_file))
     (tmp_path / "alertmanager.yml").write_text(am_cfg, encoding="utf-8")
-    am = subprocess.Popen([alertmanager, f"--config.file={tmp_path / 'alertmanager.yml'}",
-                           f"--storage.path={tmp_path / 'am-data'}", f"--web.listen-address=127.0.0.1:{am_port}",
-                           "--cluster.listen-address="], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    ams = []
+    for i, port in enumerate(am_ports):  # one, or an HA cluster gossiping on loopback
+        cluster = ["--cluster.listen-address="] if alertmanagers == 1 else [
+            f"--cluster.listen-address=127.0.0.1:{cluster_ports[i]}",
+            *(f"--cluster.peer=127.0.0.1:{p}" for j, p in enumerate(cluster_ports) if j != i)]
+        ams.append(subprocess.Popen([alertmanager, f"--config.file={tmp_path / 'alertmanager.yml'}",
+                                     f"--storage.path={tmp_path / f'am-data-{i}'}", f"--web.listen-address=127.0.0.1:{port}",
+                                     *cluster], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
     # Prometheus with deploy/prometheus/prometheus.yml: 1 s intervals, the agent as the only target, alerts/ rules
     targets = tmp_path / "targets"
     targets.mkdir()
@@ -112,7 +119,7 @@ def running_stack(tmp_path: Path, prometheus_extra: str = ""):
     prom_cfg = (prom_cfg.replace("scrape_interval: 15s", "scrape_interval: 1s")
                 .replace("evaluation_interval: 15s", "evaluation_interval: 1s")
                 .replace("/etc/prometheus/rules", str(rules)).replace("/etc/prometheus/targets", str(targets))
-                .replace("alertmanager:9093", f"127.0.0.1:{am_port}")
+                .replace('"alertmanager:9093"', ", ".join(f'"127.0.0.1:{p}"' for p in am_ports))
                 .replace("trainwarden-bridge:9842", f"127.0.0.1:{bridge.address[1]}")
                 .replace("refresh_interval: 1m", "refresh_interval: 1s"))
     (tmp_path / "prometheus.yml").write_text(prom_cfg + "\n" + prometheus_extra + "\n", encoding="utf-8")
@@ -130,10 +137,11 @@ def running_stack(tmp_path: Path, prometheus_extra: str = ""):
 
     try:
         wait_for(up, timeout=60, interval=0.5)
-        wait_for(lambda: ready(f"http://127.0.0.1:{am_port}/-/ready"), timeout=30, interval=0.5)
+        for port in am_ports:
+            wait_for(lambda port=port: ready(f"http://127.0.0.1:{port}/-/ready"), timeout=30, interval=0.5)
         yield {"log": log, "sink": sink, "prom": base, "agent": agent, "bridge": bridge}
     finally:
-        for proc in (prom, am):
+        for proc in (prom, *ams):
             proc.terminate()
             try:
                 proc.wait(timeout=20)

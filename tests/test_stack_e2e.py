@@ -80,3 +80,13 @@ def test_every_dashboard_loads_and_every_panel_query_returns_data(stack):
                 result = get_json(f"{prom}/api/v1/query?{query}")
                 assert result["status"] == "success", (path.name, p["title"], expr)
                 assert result["data"]["result"], f"{path.name} / {p['title']}: no data for {expr}"
+
+
+def test_an_alertmanager_cluster_pages_once(tmp_path):
+    """Alertmanager HA: two instances gossiping, Prometheus sending to both; the phone rings once."""
+    with running_stack(tmp_path, alertmanagers=2) as stack:
+        with stack["log"].open("a", encoding="utf-8") as f:
+            f.write(line(100, 1.35))
+        wait_for(lambda: any("[RED] TrainingLossExplosion - exp" in t for t in stack["sink"].titles()), timeout=60)
+        time.sleep(20)  # the second instance's turn (peer timeout 15 s) has passed: anything twice would be here
+        assert sum("[RED] TrainingLossExplosion - exp" in t for t in stack["sink"].titles()) == 1
