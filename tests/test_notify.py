@@ -252,8 +252,10 @@ def test_url_from_environment_and_file(tmp_path, monkeypatch, sink):
     cfg_file.write_text(f"notify:\n  targets:\n    - url_file: {secret}\n    - url_env: CHAT_URL\n", encoding="utf-8")
     targets = load_config(cfg_file).notify.targets
     assert [t.url for t in targets] == [sink.url(), sink.url("chat")]
-    cfg_file.write_text("notify:\n  targets:\n    - url_env: NOPE_NOT_SET\n    - {url: 'json://x:pw@h/p', severities: [loud]}\n",
-                        encoding="utf-8")
+    cfg_file.write_text("notify:\n  targets:\n    - url_env: NOPE_NOT_SET\n    - {url: 'json://x:pw@h/p', severities: [loud]}\n"
+                        "    - {url_file: /no/such/secret}\n", encoding="utf-8")
     with pytest.raises(ConfigError) as err:
         load_config(cfg_file)
-    assert len(err.value.problems) == 2 and "pw" not in str(err.value.problems)
+    assert len(err.value.problems) == 2 and "pw" not in str(err.value.problems)  # an unset variable only turns it off
+    cfg_file.write_text("notify:\n  targets:\n    - url_env: NOPE_NOT_SET\n", encoding="utf-8")
+    assert load_config(cfg_file).notify.targets == []

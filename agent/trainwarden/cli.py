@@ -194,8 +194,8 @@ def cmd_bridge(args: argparse.Namespace) -> ExitCode:
     from .notify.setup import notify_targets
 
     targets = notify_targets(cfg, args.notify)
-    if not targets:
-        raise UsageError("bridge: no target (give --notify URL or notify.targets in the config file)")
+    if not targets:  # keep serving (a stack brought up before its URLs are filled in): say so
+        log.warning("bridge: no notification target (--notify URL or notify.targets): alerts are received and dropped")
     if not token:
         log.warning("no bridge token (--bridge.token-file or TRAINWARDEN_BRIDGE_TOKEN): anyone who can reach "
                     "%s:%d can send notifications", host, port)

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import hashlib
+import logging
 import os
 import re
 from dataclasses import dataclass, field
@@ -69,10 +70,11 @@ def resolve_url(entry: dict, where: str, problems: list[str]) -> str | None:
     if key == "url":
         return value.strip()
     if key == "url_env":
-        url = os.environ.get(value)
-        if not url:
-            problems.append(f"{where}.url_env: the environment variable {value} is not set")
-        return url.strip() if url else None
+        url = (os.environ.get(value) or "").strip()
+        if not url:  # an empty slot of an env file: this target is simply off (said, not an error)
+            logging.getLogger("trainwarden.config").warning("%s: %s is empty or not set: this target is off",
+                                                            where, value)
+        return url or None
     try:
         return Path(value).expanduser().read_text(encoding="utf-8").strip() or None
     except OSError as exc:
