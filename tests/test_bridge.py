@@ -78,3 +78,10 @@ def test_unauthorized_and_invalid_webhooks(bridge):
         urllib.request.urlopen(req, timeout=5)
     assert err.value.code == 400
     assert b.stats.webhooks == {"accepted": 0, "unauthorized": 1, "invalid": 1}
+
+
+def test_alertmanager_timestamps_with_nanoseconds():
+    from trainwarden.bridge import _timestamp
+
+    assert _timestamp("2026-11-26T10:00:00.123456789Z") == pytest.approx(_timestamp("2026-11-26T10:00:00Z") + 0.123456)
+    assert _timestamp("0001-01-01T00:00:00Z") is None and _timestamp("garbage") is None

@@ -13,6 +13,7 @@ import hmac
 import json
 import logging
 import math
+import re
 import time
 from collections.abc import Iterator
 from datetime import datetime
@@ -34,8 +35,10 @@ MAX_BODY = 4 << 20
 def _timestamp(text: str | None) -> float | None:
     if not text or text.startswith("0001-"):
         return None
+    # Alertmanager writes nanoseconds; Python before 3.11 reads at most microseconds
+    text = re.sub(r"(\.\d{6})\d+", r"\1", text.replace("Z", "+00:00"))
     try:
-        return datetime.fromisoformat(text.replace("Z", "+00:00")).timestamp()
+        return datetime.fromisoformat(text).timestamp()
     except ValueError:
         return None
 
