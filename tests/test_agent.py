@@ -223,3 +223,37 @@ def test_a_log_written_in_another_time_zone_is_read_in_ours(tmp_path):
     run = _json.loads(run_cli("status", "--json", str(tmp_path)).stdout)["runs"][0]
     assert run["state"] == "running"
     assert abs(run["last_progress_timestamp_seconds"] - time.time()) < 120
+
+
+def test_an_idle_agent_stays_idle(tmp_path):
+    """Reading a file makes inotify report it opened and closed: the agent must not react to its own reads
+    (that loop once cost a whole core)."""
+    import subprocess
+    import sys
+
+    import psutil
+    from conftest import free_port
+
+    root = tmp_path / "runs"
+    shutil.copytree(REAL, root)
+    port = free_port()
+    proc = subprocess.Popen([sys.executable, "-m", "trainwarden", "watch", str(root), "--web.listen-address",
+                             f"127.0.0.1:{port}"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        wait_for(lambda: _up(port), timeout=30)
+        time.sleep(3)  # past the start-up scan
+        p = psutil.Process(proc.pid)
+        before = sum(p.cpu_times()[:2])
+        time.sleep(5)
+        used = sum(p.cpu_times()[:2]) - before
+        assert used < 1.0, f"{used:.2f} s of CPU in 5 s while nothing changed"
+    finally:
+        proc.terminate()
+        proc.wait(timeout=20)
+
+
+def _up(port: int) -> bool:
+    try:
+        return get(f"http://127.0.0.1:{port}/healthz")[0] == 200
+    except OSError:
+        return False

@@ -37,8 +37,14 @@ class _EnqueueHandler:
     def __init__(self, events: queue.Queue) -> None:
         self.events = events
 
+    # Our own reads make the file system report "opened" and "closed_no_write": reacting to those would read
+    # again, forever. Only changes matter.
+    IGNORED = frozenset({"opened", "closed_no_write"})
+
     def dispatch(self, event) -> None:
         try:
+            if getattr(event, "event_type", None) in self.IGNORED:
+                return
             self.events.put_nowait(event.src_path)
             dest = getattr(event, "dest_path", None)
             if dest:
