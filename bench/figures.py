@@ -25,6 +25,8 @@ import time
 import urllib.request
 from pathlib import Path
 
+from trainwarden.parse.messages import to_float
+
 HERE = Path(__file__).parent
 P = " - mmengine - INFO - "
 
@@ -94,13 +96,6 @@ def metric(base: str, name: str) -> str:
             if line.startswith(name + "{"):
                 return line.rsplit(" ", 1)[1]
     return ""
-
-
-def _float(text: str) -> float | None:
-    try:
-        return float(text)
-    except ValueError:
-        return None
 
 
 def peak_rss_bytes(pid: int) -> int | None:
@@ -186,7 +181,7 @@ def watch(trainwarden: list[str], work_dir: Path, log: Path, run: dict, appends:
                 f.write(line)
                 f.flush()
                 start = time.perf_counter()
-            while _float(metric(base, "trainwarden_train_loss")) != float(loss):
+            while to_float(metric(base, "trainwarden_train_loss")) != float(loss):
                 if time.perf_counter() - start > 10:
                     break
                 time.sleep(0.005)

@@ -21,6 +21,7 @@ from .document import status_document
 from .export import CollectorStats, make_registry
 from .notify.service import Notifier
 from .policy import DEFAULT_POLICY, Policy, PolicySet, as_policy_set
+from .sources.discover import newest_log
 from .sources.fleet import Fleet
 from .sources.host import HostSources
 from .sources.lastlines import last_lines
@@ -51,13 +52,6 @@ class _EnqueueHandler:
                 self.events.put_nowait(dest)
         except Exception:
             pass
-
-
-def newest_log(reader) -> Path | None:
-    for session in reversed(reader.layout.sessions):
-        if session.log is not None:
-            return session.log
-    return None
 
 
 class Agent:
@@ -133,7 +127,7 @@ class Agent:
     def tail(self, run: str, n: int) -> dict | None:
         for reader in self.fleet.current_readers():
             if reader.state.name == run:
-                path = newest_log(reader)
+                path = newest_log(reader.layout)
                 if path is None:
                     return {"run": run, "file": None, "lines": []}
                 try:

@@ -11,7 +11,7 @@ from statistics import median
 
 from . import conditions as rules
 from .policy import PREFERRED_EVAL_KEYS, Policy, target_for_epoch
-from .verdict import early_stop_story, judge, loss_trend, plan_b_checks, series, targets_apply
+from .verdict import early_stop_story, judge, loss_trend, targets_apply
 
 STATES = ("running", "finished", "crashed", "stalled", "early_stopped", "unknown")
 
@@ -155,8 +155,7 @@ def assess(run: dict, losses: list[float], policy: Policy, now: float, gpu_conds
     run["verdict_reasons"] = verdict.reasons
     top = next((c for c in conds if c["severity"] in ("critical", "warning")), None)
     run["advice"] = (top["description"] if top and top["severity"] == "critical" else verdict.advice)
-    vals = [v for _, v in series(run, run.get("eval_key"))]
-    run["plan_b"] = verdict.plan_b or (plan_b_checks(run, vals, [], policy) if vals else [])
+    run["plan_b"] = verdict.plan_b
     run["loss_trend"] = loss_trend(losses, policy)
     run["early_stop_analysis"] = early_stop_story(run, losses, policy)
     run["policy"] = {

@@ -40,8 +40,7 @@ def local_status(paths: list[Path], cfg, consoles=()) -> dict:
 
 
 def local_tail(path: Path, run: str | None, n: int) -> list[str]:
-    from .agent import newest_log
-    from .sources.discover import describe, find_work_dirs, run_names
+    from .sources.discover import describe, find_work_dirs, newest_log, run_names
     from .sources.lastlines import last_lines
 
     if path.is_file():
@@ -58,10 +57,7 @@ def local_tail(path: Path, run: str | None, n: int) -> list[str]:
         raise UsageError(f"tail: {path} holds {len(work_dirs)} runs ({', '.join(names[w] for w in work_dirs)}): "
                          "name one with --run")
 
-    class _Reader:  # newest_log only needs the layout
-        layout = describe(work_dirs[0])
-
-    log_path = newest_log(_Reader)
+    log_path = newest_log(describe(work_dirs[0]))
     if log_path is None:
         raise NothingFound(f"tail: {work_dirs[0]} has no text log yet")
     return last_lines(log_path, n)

@@ -161,6 +161,14 @@ def describe(work_dir: Path, name: str | None = None) -> RunLayout:
     )
 
 
+def newest_log(layout: RunLayout) -> Path | None:
+    """The text log of the run's newest session that has one (what `tail` shows)."""
+    for session in reversed(layout.sessions):
+        if session.log is not None:
+            return session.log
+    return None
+
+
 def run_names(work_dirs: list[Path]) -> dict[Path, str]:
     """A unique `run` label per work dir: its name, or parent/name where two work dirs share a name."""
     by_name: dict[str, list[Path]] = {}
