@@ -39,6 +39,7 @@ class FakeGPU:
     utilization: int = 97
     memory_used: int = 20 * 2**30
     memory_total: int = 24 * 2**30
+    memory_reserved: int = 0  # held by the driver: in v1's `used`, not in v2's (nor in nvidia-smi's)
     temperature: int = 71
     power_mw: int = 250_000
     energy_mj: int = 123_456_789
@@ -53,6 +54,7 @@ class _Memory:
     used: int
     total: int
     free: int
+    reserved: int = 0
 
 
 @dataclass
@@ -72,8 +74,10 @@ class _Proc:
     usedGpuMemory: int | None
 
 
-def make(gpus: list[FakeGPU], library_missing: bool = False, driver: str = "550.54.14") -> types.ModuleType:
+def make(gpus: list[FakeGPU], library_missing: bool = False, driver: str = "550.54.14",
+         v2_memory: bool = True) -> types.ModuleType:
     m = types.ModuleType("pynvml")
+    m.nvmlMemory_v2 = 0x02000028
     for name, value in globals().items():
         if name.startswith("NVML_ERROR_"):
             setattr(m, name, value)
@@ -118,9 +122,9 @@ def make(gpus: list[FakeGPU], library_missing: bool = False, driver: str = "550.
         return m.gpus[i]
 
     def device(fn_name, getter):
-        def fn(handle, *args):
+        def fn(handle, *args, **kwargs):
             check(handle, fn_name)
-            return getter(handle, *args)
+            return getter(handle, *args, **kwargs)
 
         fn.__name__ = fn_name
         setattr(m, fn_name, fn)
@@ -129,7 +133,14 @@ def make(gpus: list[FakeGPU], library_missing: bool = False, driver: str = "550.
     device("nvmlDeviceGetUUID", lambda g: g.uuid)
     device("nvmlDeviceGetPciInfo", lambda g: _Pci(g.bus_id))
     device("nvmlDeviceGetUtilizationRates", lambda g: _Util(g.utilization, 50))
-    device("nvmlDeviceGetMemoryInfo", lambda g: _Memory(g.memory_used, g.memory_total, g.memory_total - g.memory_used))
+    def memory_info(g: FakeGPU, version=None):
+        if version is None:  # v1: `used` is total - free, the driver's reservation included
+            return _Memory(g.memory_used + g.memory_reserved, g.memory_total, g.memory_total - g.memory_used - g.memory_reserved)
+        if not v2_memory:
+            raise NVMLError(NVML_ERROR_FUNCTION_NOT_FOUND)  # nvmlDeviceGetMemoryInfo_v2 missing from an old driver
+        return _Memory(g.memory_used, g.memory_total, g.memory_total - g.memory_used - g.memory_reserved, g.memory_reserved)
+
+    device("nvmlDeviceGetMemoryInfo", memory_info)
     device("nvmlDeviceGetTemperature", lambda g, sensor: g.temperature)
     device("nvmlDeviceGetPowerUsage", lambda g: g.power_mw)
     device("nvmlDeviceGetTotalEnergyConsumption", lambda g: g.energy_mj)

@@ -31,6 +31,21 @@ def test_reads_every_field_in_base_units():
     }
 
 
+@pytest.mark.parametrize("v2_memory, expected_used", [
+    (True, 3 * 2**30),                    # driver R510 on: v2 leaves the driver's reservation out, as nvidia-smi does
+    (False, 3 * 2**30 + 500 * 2**20),     # an older driver: v1 is all there is (and nvidia-smi showed the same)
+])
+def test_memory_used_is_what_nvidia_smi_shows(v2_memory, expected_used):
+    g = fake.FakeGPU(memory_used=3 * 2**30, memory_reserved=500 * 2**20)
+    module = fake.make([g], v2_memory=v2_memory)
+    nvml = facade(module)
+    for _ in range(3):
+        assert nvml.sample().gpus[0]["memory_used_bytes"] == expected_used
+    calls = module.calls
+    nvml.sample()
+    assert module.calls - calls == 7  # one memory query per sample: a v1-only driver is not asked for v2 again
+
+
 def test_unsupported_fields_are_omitted_not_zero():
     g = fake.FakeGPU(unsupported={"nvmlDeviceGetPowerUsage", "nvmlDeviceGetTotalEnergyConsumption",
                                   "nvmlDeviceGetCurrentClocksEventReasons", "nvmlDeviceGetCurrentClocksThrottleReasons",

@@ -73,6 +73,7 @@ class Nvml:
         self._logged: set[str] = set()
         self._devices: list[dict] = []  # cached: handle and static facts per index
         self._driver: str | None = None
+        self._memory_v1_only = False
         self.init_count = 0
 
     # -- lifecycle -------------------------------------------------------------------------------------------
@@ -158,13 +159,13 @@ class Nvml:
             self._shutdown_locked()
 
     # -- queries ---------------------------------------------------------------------------------------------
-    def query(self, function: str, *args, default=None):
+    def query(self, function: str, *args, default=None, **kwargs):
         """Call an NVML function; `default` when the GPU does not support it or it fails (logged once)."""
         fn = getattr(self._nvml, function, None)
         if fn is None:
             return default
         try:
-            return fn(*args)
+            return fn(*args, **kwargs)
         except Exception as exc:
             if not self._is_nvml_error(exc):
                 raise
@@ -199,10 +200,21 @@ class Nvml:
                     log.warning("%s", reading.error)
         return reading
 
+    def _memory_info(self, handle):
+        # nvidia-smi (driver R510 on) shows the v2 figure, whose `used` leaves out the memory the driver reserves
+        # (~500 MiB on an H100: measured, tests/gpu/check_nvml.py). v1's `used` counts it, so try v2 first.
+        v2 = getattr(self._nvml, "nvmlMemory_v2", None)
+        if v2 is not None and not self._memory_v1_only:
+            mem = self.query("nvmlDeviceGetMemoryInfo", handle, version=v2)
+            if mem is not None:
+                return mem
+            self._memory_v1_only = True  # an older driver without nvmlDeviceGetMemoryInfo_v2: stop asking
+        return self.query("nvmlDeviceGetMemoryInfo", handle)
+
     def _read(self, device: dict) -> dict:
         h = device["handle"]
         util = self.query("nvmlDeviceGetUtilizationRates", h)
-        mem = self.query("nvmlDeviceGetMemoryInfo", h)
+        mem = self._memory_info(h)
         temperature = self.query("nvmlDeviceGetTemperature", h, getattr(self._nvml, "NVML_TEMPERATURE_GPU", 0))
         power_mw = self.query("nvmlDeviceGetPowerUsage", h)
         energy_mj = self.query("nvmlDeviceGetTotalEnergyConsumption", h)
