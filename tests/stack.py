@@ -123,10 +123,17 @@ def running_stack(tmp_path: Path, prometheus_extra: str = "", alertmanagers: int
                 .replace("trainwarden-bridge:9842", f"127.0.0.1:{bridge.address[1]}")
                 .replace("refresh_interval: 1m", "refresh_interval: 1s"))
     (tmp_path / "prometheus.yml").write_text(prom_cfg + "\n" + prometheus_extra + "\n", encoding="utf-8")
-    prom = subprocess.Popen([prometheus, f"--config.file={tmp_path / 'prometheus.yml'}",
-                             f"--storage.tsdb.path={tmp_path / 'prom-data'}", f"--web.listen-address=127.0.0.1:{prom_port}"],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    prom_args = [prometheus, f"--config.file={tmp_path / 'prometheus.yml'}", f"--storage.tsdb.path={tmp_path / 'prom-data'}",
+                 f"--web.listen-address=127.0.0.1:{prom_port}"]
+    procs = {"prom": subprocess.Popen(prom_args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)}
     base = f"http://127.0.0.1:{prom_port}"
+
+    def restart_prometheus() -> None:
+        """Stop Prometheus (SIGTERM, as a container restart does) and start it again on the same data."""
+        procs["prom"].terminate()
+        procs["prom"].wait(timeout=30)
+        procs["prom"] = subprocess.Popen(prom_args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        wait_for(up, timeout=60, interval=0.5)
 
     def up():
         try:
@@ -139,9 +146,10 @@ def running_stack(tmp_path: Path, prometheus_extra: str = "", alertmanagers: int
         wait_for(up, timeout=60, interval=0.5)
         for port in am_ports:
             wait_for(lambda port=port: ready(f"http://127.0.0.1:{port}/-/ready"), timeout=30, interval=0.5)
-        yield {"log": log, "sink": sink, "prom": base, "agent": agent, "bridge": bridge}
+        yield {"log": log, "sink": sink, "prom": base, "agent": agent, "bridge": bridge,
+               "restart_prometheus": restart_prometheus}
     finally:
-        for proc in (prom, *ams):
+        for proc in (procs["prom"], *ams):
             proc.terminate()
             try:
                 proc.wait(timeout=20)

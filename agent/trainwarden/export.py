@@ -291,6 +291,9 @@ class StatusCollector(Collector):
                 failed.add_metric([severity], notifier.failed.get(severity, 0))
             f.gauge("notification_queue_length", "Notifications waiting in the outbox.", []).add_metric(
                 [], notifier.queue_length())
+            f.counter("notification_store_write_errors", "Writes of the outbox or alert state the disk refused "
+                      "(full, read-only); the messages are held in memory meanwhile.", []).add_metric(
+                [], notifier.store_write_errors)
         yield from f
 
 

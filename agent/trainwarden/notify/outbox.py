@@ -1,28 +1,41 @@
 """A small on-disk outbox: one JSON file per (message, target), written atomically; delivered with back-off;
 deleted once the target took it. An agent restart or a target down for hours loses nothing, and a journal of
 delivered ids keeps a message that is enqueued again (a crash between enqueue and the tracker's save) from going
-out twice."""
+out twice.
+
+When the disk refuses a write (full, read-only, quota), the message is held in memory, delivered from there, and
+written out as soon as the disk takes it again: a full disk delays nothing and loses nothing unless the agent is
+also killed meanwhile. Each refused write is counted (`write_errors`, exported) and logged once per episode."""
 
 from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import os
 import threading
 from collections import deque
 from pathlib import Path
 
+log = logging.getLogger("trainwarden.notify")
 BACKOFF_SECONDS = (2, 5, 10, 20, 30, 60)  # at most a minute: a target that is back gets the backlog soon
 DELIVERED_JOURNAL = 10000
 
 
-def _atomic_write(path: Path, data: dict) -> None:
+def atomic_write(path: Path, data: dict) -> None:
     tmp = path.with_suffix(".tmp")
-    with tmp.open("w", encoding="utf-8") as f:
-        json.dump(data, f, ensure_ascii=False)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
+    try:
+        with tmp.open("w", encoding="utf-8") as f:
+            json.dump(data, f, ensure_ascii=False)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except OSError:
+        try:
+            tmp.unlink()  # a half-written temporary would hold on to the little space there is
+        except OSError:
+            pass
+        raise
 
 
 class Outbox:
@@ -33,6 +46,10 @@ class Outbox:
         self._journal_path = self.dir / "delivered.journal"
         self._delivered: deque[str] = deque(maxlen=DELIVERED_JOURNAL)
         self._delivered_set: set[str] = set()
+        self._held: dict[str, dict] = {}  # messages the disk refused, by file id
+        self._journal_unsaved: list[str] = []  # delivered ids the journal could not take yet
+        self.write_errors = 0
+        self._failing = False
         try:
             for line in self._journal_path.read_text(encoding="utf-8").splitlines()[-DELIVERED_JOURNAL:]:
                 self._remember(line.strip())
@@ -50,16 +67,48 @@ class Outbox:
             self._delivered.append(fid)
             self._delivered_set.add(fid)
 
+    def _write_failed(self, what: str, exc: OSError) -> None:
+        self.write_errors += 1
+        if not self._failing:
+            self._failing = True
+            log.warning("cannot write the notification outbox in %s (%s): holding messages in memory until it can",
+                        self.dir, exc.strerror or exc)
+
+    def _write_ok(self) -> None:
+        if self._failing:
+            self._failing = False
+            log.info("the notification outbox in %s is writable again", self.dir)
+
+    def _save(self, message: dict) -> None:
+        """Write a message to disk, or hold it in memory (lock held)."""
+        try:
+            atomic_write(self.dir / f"{message['id']}.json", message)
+        except OSError as exc:
+            self._held[message["id"]] = message
+            self._write_failed("message", exc)
+            return
+        self._held.pop(message["id"], None)
+        self._write_ok()
+
     def put(self, message_id: str, target_id: str, message: dict, now: float) -> bool:
         """Queue `message` for a target; False when this very message was queued or delivered before."""
         fid = self.file_id(message_id, target_id)
         path = self.dir / f"{fid}.json"
         with self._lock:
-            if fid in self._delivered_set or path.exists():
+            if fid in self._delivered_set or fid in self._held or path.exists():
                 return False
-            _atomic_write(path, {**message, "id": fid, "target": target_id, "created": now, "attempts": 0,
-                                 "next_attempt": now})
+            self._save({**message, "id": fid, "target": target_id, "created": now, "attempts": 0, "next_attempt": now})
         return True
+
+    def retry_writes(self) -> None:
+        """Write out what the disk refused before (called by the delivery loop)."""
+        with self._lock:
+            for message in list(self._held.values()):
+                self._save(message)
+                if self._failing:
+                    return
+            if self._journal_unsaved:
+                self._append_journal([])
 
     def pending(self) -> list[dict]:
         out = []
@@ -68,19 +117,31 @@ class Outbox:
                 out.append(json.loads(path.read_text(encoding="utf-8")))
             except (OSError, ValueError):
                 continue  # half-written by a crash before os.replace: the .tmp is ignored, this is not
+        with self._lock:  # a held copy is newer than the one on disk (its back-off could not be written)
+            out = [m for m in out if m.get("id") not in self._held] + [dict(m) for m in self._held.values()]
         out.sort(key=lambda m: (m.get("created", 0), m.get("id", "")))
         return out
 
     def due(self, now: float) -> list[dict]:
         return [m for m in self.pending() if m.get("next_attempt", 0) <= now]
 
+    def _append_journal(self, ids: list[str]) -> None:
+        self._journal_unsaved.extend(ids)
+        try:
+            with self._journal_path.open("a", encoding="utf-8") as f:
+                f.write("".join(i + "\n" for i in self._journal_unsaved))
+                f.flush()
+                os.fsync(f.fileno())
+        except OSError as exc:
+            self._write_failed("journal", exc)  # remembered in memory: no resend while the agent lives
+            return
+        self._journal_unsaved = []
+
     def delivered(self, message: dict) -> None:
         with self._lock:
             self._remember(message["id"])
-            with self._journal_path.open("a", encoding="utf-8") as f:
-                f.write(message["id"] + "\n")
-                f.flush()
-                os.fsync(f.fileno())
+            self._append_journal([message["id"]])
+            self._held.pop(message["id"], None)
             try:
                 (self.dir / f"{message['id']}.json").unlink()
             except FileNotFoundError:
@@ -92,11 +153,12 @@ class Outbox:
         delay = BACKOFF_SECONDS[min(attempts - 1, len(BACKOFF_SECONDS) - 1)]
         message.update(attempts=attempts, next_attempt=now + delay, last_error=error[:500])
         with self._lock:
-            path = self.dir / f"{message['id']}.json"
-            if path.exists():
-                _atomic_write(path, message)
+            if message["id"] in self._held or (self.dir / f"{message['id']}.json").exists():
+                self._save(message)
 
     def drop(self, message: dict) -> None:
+        with self._lock:
+            self._held.pop(message["id"], None)
         try:
             (self.dir / f"{message['id']}.json").unlink()
         except FileNotFoundError:
@@ -112,4 +174,6 @@ class Outbox:
             pass
 
     def __len__(self) -> int:
-        return sum(1 for _ in self.dir.glob("*.json"))
+        with self._lock:
+            held = set(self._held)
+        return len(held | {p.stem for p in self.dir.glob("*.json")})

@@ -13,7 +13,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from .message import render, render_batch, run_facts
-from .outbox import Outbox
+from .outbox import BACKOFF_SECONDS, Outbox
 from .targets import SEVERITIES, Target, mask_text
 from .tracker import AlertTracker
 
@@ -74,6 +74,7 @@ class Notifier:
         self.sent: dict[str, int] = dict.fromkeys(SEVERITIES, 0)
         self.failed: dict[str, int] = dict.fromkeys(SEVERITIES, 0)
         self._recent_sends: dict[str, list[float]] = {}
+        self._target_down: dict[str, tuple[int, float]] = {}  # target id -> (failed attempts in a row, next try)
         self._wake = threading.Event()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
@@ -145,6 +146,11 @@ class Notifier:
     def queue_length(self) -> int:
         return len(self.outbox)
 
+    @property
+    def store_write_errors(self) -> int:
+        """Writes of the outbox, its journal or the alert state that the disk refused (full, read-only)."""
+        return self.outbox.write_errors + self.tracker.save_errors
+
     def _loop(self) -> None:
         while not self._stop.is_set():
             try:
@@ -160,6 +166,7 @@ class Notifier:
         if self.send is None:
             self.send = apprise_sender()
         now = self.clock()
+        self.outbox.retry_writes()
         pending = self.outbox.pending()
         by_target: dict[str, list[dict]] = {}
         for m in pending:
@@ -172,8 +179,11 @@ class Notifier:
                     log.warning("dropping %s: its target is no longer configured", m["title"])
                     self.outbox.drop(m)
                 continue
+            if self._target_down.get(target_id, (0, 0.0))[1] > now:
+                continue  # a target that is down is tried on its own back-off, whatever new arrives meanwhile
             self._deliver(target, messages, now)
-        later = [m.get("next_attempt", now) - now for m in self.outbox.pending()]
+        later = [max(m.get("next_attempt", now), self._target_down.get(m.get("target"), (0, 0.0))[1]) - now
+                 for m in self.outbox.pending()]
         return max(0.2, min(later)) if later else 60.0
 
     def _budget(self, target: Target, now: float) -> int:
@@ -208,6 +218,15 @@ class Notifier:
             else:
                 self.outbox.failed(m, now, error)
                 self.failed[m["severity"]] = self.failed.get(m["severity"], 0) + 1
-        if not ok:
-            log.warning("notification to %s failed (%s): retried with back-off", target.name, error)
+        failures = self._target_down.get(target.id, (0, 0.0))[0]
+        if ok:
+            if failures:
+                log.info("notifications reach %s again (after %d failed attempts)", target.name, failures)
+                del self._target_down[target.id]
+        else:
+            failures += 1
+            self._target_down[target.id] = (failures, now + BACKOFF_SECONDS[min(failures - 1, len(BACKOFF_SECONDS) - 1)])
+            if failures == 1:  # once per outage; every attempt is counted in trainwarden_notifications_failed_total
+                log.warning("notification to %s failed (%s): retried with back-off, up to once a minute", target.name,
+                            error)
         return ok

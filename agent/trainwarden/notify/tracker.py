@@ -7,9 +7,10 @@ forgets one: a condition already notified stays quiet while active, and its reso
 from __future__ import annotations
 
 import json
-import os
 from dataclasses import dataclass
 from pathlib import Path
+
+from .outbox import atomic_write
 
 
 @dataclass
@@ -29,6 +30,8 @@ class AlertTracker:
         self.resolve_after = resolve_after_seconds
         self.info_max_age = info_max_age_seconds
         self.active: dict[str, dict] = {}  # key -> condition (with first_seen, gone_since)
+        self.save_errors = 0
+        self._unsaved = False
         if path is not None and path.exists():
             try:
                 self.active = json.loads(path.read_text(encoding="utf-8")).get("active", {})
@@ -63,17 +66,19 @@ class AlertTracker:
                 changed = True
                 if known["severity"] != "info":
                     events.append(Event("resolved", known, now))
-        if changed:
+        if changed or self._unsaved:
             self.save()
         return events
 
     def save(self) -> None:
         if self.path is None:
             return
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = self.path.with_suffix(".tmp")
-        with tmp.open("w", encoding="utf-8") as f:
-            json.dump({"active": self.active}, f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, self.path)
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            atomic_write(self.path, {"active": self.active})
+        except OSError:
+            # a full disk: the state stays in memory (events were already returned) and is written at the next update
+            self.save_errors += 1
+            self._unsaved = True
+            return
+        self._unsaved = False

@@ -24,9 +24,9 @@ class Fleet:
             for wd in find_work_dirs(root):
                 if wd not in found:
                     found.append(wd)
+        changed = self._forget_removed()
         names = run_names(sorted(set(found) | set(self.readers)))
         self._place_consoles(found, names)
-        changed = False
         for wd in found:
             layout = describe(wd, names[wd])
             reader = self.readers.get(wd)
@@ -39,6 +39,17 @@ class Fleet:
                 reader.state.name = names[wd]
             changed |= reader.refresh(layout)
         return changed
+
+    def _forget_removed(self) -> bool:
+        """Drop the runs whose work dir was deleted (cleaned up by hand): they are gone, not stalled. A root that is
+        itself missing (a network mount away for a while) drops nothing: its runs come back with it."""
+        gone = [wd for wd in self.readers
+                if not wd.is_dir() and any(root in wd.parents and root.is_dir() for root in self.roots)]
+        if gone:
+            with self._lock:
+                for wd in gone:
+                    del self.readers[wd]
+        return bool(gone)
 
     def _place_consoles(self, found: list[Path], names: dict[Path, str]) -> None:
         """Give each console capture named on the command line to its run: by name, by folder, or the only run."""
