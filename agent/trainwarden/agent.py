@@ -54,6 +54,14 @@ class _EnqueueHandler:
             pass
 
 
+def _inside(path: Path, folder: Path) -> bool:
+    """`path`, links resolved, lies in `folder` (itself resolved: a work dir that is a link to a data disk is fine)."""
+    try:
+        return path.resolve().is_relative_to(folder.resolve())
+    except (OSError, RuntimeError):
+        return False
+
+
 class Agent:
     def __init__(
         self,
@@ -130,6 +138,9 @@ class Agent:
                 path = newest_log(reader.layout)
                 if path is None:
                     return {"run": run, "file": None, "lines": []}
+                if not _inside(path, reader.work_dir):
+                    # a log that is a link to somewhere else (/etc/shadow, another user's home): its text is not served
+                    return {"run": run, "file": str(path), "lines": [], "error": "the log links outside the run's work dir"}
                 try:
                     return {"run": run, "file": str(path), "lines": last_lines(path, n)}
                 except OSError as exc:

@@ -100,7 +100,9 @@ class BridgeStats(Collector):
 
 
 class Bridge:
-    def __init__(self, notifier: Notifier, token: str | None, host: str = "127.0.0.1", port: int = 9842) -> None:
+    def __init__(self, notifier: Notifier, token: str, host: str = "127.0.0.1", port: int = 9842) -> None:
+        if not token:
+            raise ValueError("the bridge needs a token: an open webhook would let anyone page the user")
         self.notifier = notifier
         self.token = token
         self.stats = BridgeStats(notifier)
@@ -131,8 +133,6 @@ class Bridge:
         return queued
 
     def _authorized(self, header: str | None) -> bool:
-        if not self.token:
-            return True
         return bool(header) and hmac.compare_digest(header.encode(), f"Bearer {self.token}".encode())
 
     def _handler(self) -> type[BaseHTTPRequestHandler]:
@@ -195,7 +195,7 @@ class Bridge:
         self.notifier.stop()
 
 
-def serve_bridge(cfg, targets, token: str | None, host: str, port: int) -> None:
+def serve_bridge(cfg, targets, token: str, host: str, port: int) -> None:
     """Run the bridge until SIGINT/SIGTERM, then deliver what is queued (up to 10 s) and stop."""
     import signal
     import threading

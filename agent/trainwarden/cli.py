@@ -196,9 +196,12 @@ def cmd_bridge(args: argparse.Namespace) -> ExitCode:
     targets = notify_targets(cfg, args.notify)
     if not targets:  # keep serving (a stack brought up before its URLs are filled in): say so
         log.warning("bridge: no notification target (--notify URL or notify.targets): alerts are received and dropped")
-    if not token:
-        log.warning("no bridge token (--bridge.token-file or TRAINWARDEN_BRIDGE_TOKEN): anyone who can reach "
-                    "%s:%d can send notifications", host, port)
+    if not token:  # an open webhook would let anyone who reaches the port page the user's phone
+        raise UsageError("bridge: a token is required: `openssl rand -hex 24 > bridge-token`, then "
+                         "--bridge.token-file bridge-token (or TRAINWARDEN_BRIDGE_TOKEN); Alertmanager sends it as "
+                         "its bearer token (deploy/alertmanager/alertmanager.yml)")
+    if len(token) < 16:
+        raise UsageError("bridge: the token is too short (16 characters at least; `openssl rand -hex 24` gives 48)")
     serve_bridge(cfg, targets, token, host, port)
     return ExitCode.OK
 

@@ -25,9 +25,10 @@ def mask_url(url: str) -> str:
             return plugin.url(privacy=True).split("?", 1)[0]
     except Exception:  # a URL apprise rejects is still masked below
         pass
-    scheme, sep, rest = url.partition("://")
-    host = rest.split("/", 1)[0].rsplit("@", 1)[-1] if sep else ""
-    return f"{scheme}://****@{host}/…" if sep else "****"
+    scheme, sep, _ = url.partition("://")
+    # apprise could not parse it, so nothing says which part is the secret (a bot token can sit where a host
+    # would): only the scheme is shown
+    return f"{scheme}://****" if sep and scheme.isalnum() else "****"
 
 
 def mask_text(text: str, urls: list[str]) -> str:
