@@ -32,21 +32,25 @@ REPEAT_WINDOW_SECONDS = 300
 MAX_BODY = 4 << 20
 
 
-def _timestamp(text: str | None) -> float | None:
-    if not text or text.startswith("0001-"):
+def _timestamp(text: object) -> float | None:
+    if not isinstance(text, str) or not text or text.startswith("0001-"):
         return None
     # Alertmanager writes nanoseconds; Python before 3.11 reads at most microseconds
     text = re.sub(r"(\.\d{6})\d+", r"\1", text.replace("Z", "+00:00"))
     try:
         return datetime.fromisoformat(text).timestamp()
-    except ValueError:
+    except (ValueError, OverflowError, OSError):  # 9999-12-31 with an offset is past what a timestamp holds
         return None
 
 
 def alert_event(alert: dict, received: float) -> tuple[str, str, dict] | None:
     """(message id, kind, condition) of one Alertmanager alert, or None when it is not one."""
-    labels = alert.get("labels") or {}
-    annotations = alert.get("annotations") or {}
+    labels = alert.get("labels")
+    annotations = alert.get("annotations")
+    if not isinstance(labels, dict):
+        return None
+    labels = {str(k): v if isinstance(v, str) else json.dumps(v) for k, v in labels.items()}
+    annotations = {str(k): v for k, v in annotations.items() if isinstance(v, str)} if isinstance(annotations, dict) else {}
     name = labels.get("alertname")
     if not name:
         return None
@@ -120,7 +124,8 @@ class Bridge:
         """Queue the alerts of one webhook; returns how many were new."""
         now = time.time()
         queued = 0
-        for alert in payload.get("alerts") or []:
+        alerts = payload.get("alerts")
+        for alert in alerts if isinstance(alerts, list) else []:
             event = alert_event(alert, now) if isinstance(alert, dict) else None
             if event is None:
                 continue
@@ -168,14 +173,20 @@ class Bridge:
                     bridge.stats.webhooks["unauthorized"] += 1
                     self._send(401, b'{"error": "unauthorized"}')
                     return
-                length = int(self.headers.get("Content-Length") or 0)
                 try:
-                    if length > MAX_BODY:
-                        raise ValueError("too large")
+                    length = int(self.headers.get("Content-Length") or 0)
+                except ValueError:
+                    length = -1
+                if not 0 <= length <= MAX_BODY:  # never read "until the end" of a connection held open
+                    bridge.stats.webhooks["invalid"] += 1
+                    self.close_connection = True
+                    self._send(413 if length > MAX_BODY else 400, b'{"error": "a Content-Length up to 4 MiB is needed"}')
+                    return
+                try:
                     payload = json.loads(self.rfile.read(length))
                     if not isinstance(payload, dict):
                         raise ValueError("not an object")
-                except ValueError:
+                except (ValueError, RecursionError):
                     bridge.stats.webhooks["invalid"] += 1
                     self._send(400, b'{"error": "expected an Alertmanager webhook (JSON)"}')
                     return

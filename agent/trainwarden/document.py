@@ -77,7 +77,7 @@ def _train_fields(snap: dict) -> dict:
         "base_learning_rate": _num(values.get("base_lr")),
         "iteration_duration_seconds": _num(values.get("time")),
         "data_duration_seconds": _num(values.get("data_time")),
-        "cuda_max_allocated_bytes": int(memory * MIB) if memory is not None and math.isfinite(memory) else None,
+        "cuda_max_allocated_bytes": int(memory * MIB) if memory is not None and math.isfinite(memory * MIB) else None,
         "batch_size": cfg.batch_size,
         "evaluator": cfg.evaluator,
         "last_train_timestamp_seconds": latest.ts if latest else None,
