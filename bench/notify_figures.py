@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import re
 import signal
 import socket
 import statistics
@@ -22,7 +21,6 @@ import sys
 import tempfile
 import time
 import urllib.request
-from collections import Counter
 from pathlib import Path
 
 HERE = Path(__file__).parent
@@ -92,17 +90,6 @@ class AgentProcess:
             self.proc.wait(timeout=30)
 
 
-def delivered_titles(sink: HttpSink) -> Counter:
-    """Every notification title the sink got, also those inside combined messages."""
-    seen: Counter = Counter()
-    for m in sink.received:
-        if m.get("title", "").startswith("[trainwarden] ") and " notifications: " in m.get("title", ""):
-            seen.update(re.findall(r"^== (.+?) \(\d{4}-", m.get("message", ""), re.MULTILINE))
-        else:
-            seen[m.get("title", "")] += 1
-    return seen
-
-
 def latency(trials: int) -> None:
     sink = HttpSink()
     with tempfile.TemporaryDirectory() as tmp:
@@ -162,13 +149,13 @@ def outage(n: int, down_seconds: float) -> int:
             expected = [f"[RED] TrainingLossExplosion - run{k:02d} on bench" for k in range(n)]
             expected += [f"[RESOLVED] TrainingLossExplosion - run{k:02d} on bench" for k in range(n)]
             while time.monotonic() - back < 600:
-                seen = delivered_titles(sink)
+                seen = sink.delivered_titles()
                 if all(seen[t] >= 1 for t in expected):
                     break
                 time.sleep(0.5)
             drained = time.monotonic() - back
             time.sleep(5.0)  # anything sent twice would arrive now
-            seen = delivered_titles(sink)
+            seen = sink.delivered_titles()
         finally:
             agent.stop()
             sink.close()

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import json
+import re
 import socket
 import threading
+from collections import Counter
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 
@@ -47,6 +49,17 @@ class HttpSink:
 
     def titles(self) -> list[str]:
         return [m.get("title", "") for m in self.received]
+
+    def delivered_titles(self) -> Counter:
+        """Every notification title received, also those inside combined messages (a storm, a backlog)."""
+        seen: Counter = Counter()
+        for m in list(self.received):
+            title = m.get("title", "")
+            if title.startswith("[trainwarden] ") and " notifications: " in title:
+                seen.update(re.findall(r"^== (.+?) \(\d{4}-", m.get("message", ""), re.MULTILINE))
+            else:
+                seen[title] += 1
+        return seen
 
     def close(self) -> None:
         self.server.shutdown()

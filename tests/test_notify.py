@@ -259,3 +259,15 @@ def test_url_from_environment_and_file(tmp_path, monkeypatch, sink):
     assert len(err.value.problems) == 2 and "pw" not in str(err.value.problems)  # an unset variable only turns it off
     cfg_file.write_text("notify:\n  targets:\n    - url_env: NOPE_NOT_SET\n", encoding="utf-8")
     assert load_config(cfg_file).notify.targets == []
+
+
+def test_a_combined_message_keeps_every_heading():
+    from trainwarden.notify.message import render_batch
+
+    messages = [{"title": f"[RED] TrainingLossExplosion - run{k:02d} on box", "body": "x" * 3000, "created": 1.8e9}
+                for k in range(50)]
+    title, body = render_batch(messages)
+    assert title.startswith("[trainwarden] 50 notifications: ")
+    for m in messages:
+        assert f"== {m['title']} (" in body
+    assert len(body) < 40000

@@ -44,8 +44,9 @@ class _EnqueueHandler:
 
     def dispatch(self, event) -> None:
         try:
-            if getattr(event, "event_type", None) in self.IGNORED:
-                return
+            kind = getattr(event, "event_type", None)
+            if kind in self.IGNORED or (kind == "modified" and getattr(event, "is_directory", False)):
+                return  # a folder is "modified" by every write to a file in it: the file's own event is enough
             self.events.put_nowait(event.src_path)
             dest = getattr(event, "dest_path", None)
             if dest:
@@ -70,26 +71,34 @@ class Agent:
         port: int = 9841,
         policy: Policy | PolicySet = DEFAULT_POLICY,
         poll_interval: float = 0.5,
-        rediscover_interval: float = 5.0,
+        rediscover_interval: float | None = None,
         use_watchdog: bool = True,
         clock: Callable[[], float] = time.time,
         host_sources: HostSources | None = None,
         notifier: Notifier | None = None,
-        evaluate_interval: float = 2.0,
+        evaluate_interval: float = 5.0,
+        evaluate_min_gap: float = 0.0,
     ) -> None:
         self.fleet = Fleet(roots)
         self.host = host_sources if host_sources is not None else HostSources()
         self.notifier = notifier
-        self.evaluate_interval = evaluate_interval
+        self.evaluate_interval = evaluate_interval  # judged again this often when nothing is read (stalls)
+        # New lines are judged at once by default: a loss spike that lasts one logged line must not slip between two
+        # judgements. (Without a notifier nothing is judged here at all: each scrape judges for itself.)
+        self.evaluate_min_gap = min(evaluate_min_gap, evaluate_interval)
         self.policy = policy
         self.poll_interval = poll_interval
-        self.rediscover_interval = rediscover_interval
+        # None: every 5 s when polling, every 30 s when file events work (they announce a new run at once; the
+        # walk is only the safety net then)
+        self._rediscover_given = rediscover_interval
+        self.rediscover_interval = rediscover_interval if rediscover_interval is not None else 5.0
         self.use_watchdog = use_watchdog
         self.clock = clock
         self.stats = CollectorStats(notifier=notifier)
         self.events: queue.Queue = queue.Queue(maxsize=100000)
         self.ready = threading.Event()  # set once the first discovery (the cold scans) is done
         self._stop = threading.Event()
+        self._events_trusted = False  # file events work for every root (set by the observer's start)
         self._changed = False  # something was read since the last evaluation
         self._backups: set[Path] = set()
         self._doc_lock = threading.Lock()
@@ -187,10 +196,15 @@ class Agent:
 
     def _start_observer(self) -> None:
         try:
-            from watchdog.observers import Observer  # imported here: `status` never needs it
+            from watchdog import events as ev  # imported here: `status` never needs it
+            from watchdog.observers import Observer
         except ImportError:
             log.warning("watchdog is not installed: polling every %.1f s", self.poll_interval)
             return
+        # only changes: the kernel is not even asked for opens, reads and closes (our own reads among them), nor
+        # for folders "modified" by each write to a file in them
+        watched = [ev.FileModifiedEvent, ev.FileCreatedEvent, ev.FileDeletedEvent, ev.FileMovedEvent,
+                   ev.DirCreatedEvent, ev.DirDeletedEvent, ev.DirMovedEvent]
         # watchdog's inotify emitter warns when a new folder is registered twice (a race inside it): harmless
         warnings.filterwarnings("ignore", message="Callback with id", category=RuntimeWarning)
         observer = Observer()
@@ -198,7 +212,7 @@ class Agent:
         scheduled = 0
         for root in self.fleet.roots:
             try:
-                observer.schedule(handler, str(root), recursive=True)
+                observer.schedule(handler, str(root), recursive=True, event_filter=watched)
                 scheduled += 1
             except (OSError, RuntimeError) as exc:
                 log.warning("cannot watch %s for events (%s): polling it every %.1f s", root, exc, self.poll_interval)
@@ -206,6 +220,10 @@ class Agent:
             try:
                 observer.start()
                 self._observer = observer
+                if scheduled == len(self.fleet.roots):
+                    self._events_trusted = True
+                    if self._rediscover_given is None:
+                        self.rediscover_interval = 30.0
             except (OSError, RuntimeError) as exc:
                 log.warning("file events unavailable (%s): polling every %.1f s", exc, self.poll_interval)
 
@@ -215,14 +233,21 @@ class Agent:
         self._timed("process", lambda: self.host.update_processes(self.fleet, discover=True))
         self._evaluate()
         self.ready.set()
-        next_poll = time.monotonic() + self.poll_interval
+        next_poll = time.monotonic() + self._poll_every()
         next_discovery = time.monotonic() + self.rediscover_interval
         next_evaluation = time.monotonic() + self.evaluate_interval
+        last_evaluation = time.monotonic()
         while not self._stop.is_set():
-            if self._changed or time.monotonic() >= next_evaluation:
-                self._evaluate()  # new lines, or time passing (a stall is judged by the clock)
-                next_evaluation = time.monotonic() + self.evaluate_interval
-            timeout = max(0.0, min(next_poll, next_discovery, next_evaluation) - time.monotonic())
+            now = time.monotonic()
+            if (self._changed and now - last_evaluation >= self.evaluate_min_gap) or now >= next_evaluation:
+                # new lines, or time passing (a stall is judged by the clock)
+                self._evaluate()
+                last_evaluation = time.monotonic()
+                next_evaluation = last_evaluation + self.evaluate_interval
+            wake = min(next_poll, next_discovery, next_evaluation)
+            if self._changed:
+                wake = min(wake, last_evaluation + self.evaluate_min_gap)
+            timeout = max(0.0, wake - time.monotonic())
             paths = self._drain(timeout)
             if self._stop.is_set():
                 break
@@ -231,14 +256,28 @@ class Agent:
                 self._timed("logs", self.fleet.rediscover)
                 self._timed("process", lambda: self.host.update_processes(self.fleet, discover=True))
                 next_discovery = now + self.rediscover_interval
-                next_poll = now + self.poll_interval
+                next_poll = now + self._poll_every()
                 continue
             if paths:
                 self._timed("logs", lambda batch=paths: self._poll_paths(batch))
             if now >= next_poll:
-                self._timed("logs", self.fleet.poll)
+                self._timed("logs", self._safety_poll)
                 self._timed("process", lambda: self.host.update_processes(self.fleet, discover=False))
-                next_poll = now + self.poll_interval
+                next_poll = now + self._poll_every()
+
+    # While file events announce every change, the poll is only a safety net and runs every 2 s; the first change
+    # it finds that no event announced (a network mount sends none) brings it back to `poll_interval` for good.
+    EVENTS_TRUSTED_POLL_SECONDS = 2.0
+
+    def _poll_every(self) -> float:
+        return max(self.poll_interval, self.EVENTS_TRUSTED_POLL_SECONDS) if self._events_trusted else self.poll_interval
+
+    def _safety_poll(self) -> bool:
+        changed = self.fleet.poll()
+        if changed and self._events_trusted:
+            self._events_trusted = False
+            log.info("a change arrived without a file event: polling every %.1f s", self.poll_interval)
+        return changed
 
     def _drain(self, timeout: float) -> list:
         try:
@@ -281,6 +320,9 @@ class Agent:
     def _evaluate(self) -> None:
         """Judge every run, hand the conditions to the notifier (standalone mode), back up best checkpoints."""
         self._changed = False
+        if self.notifier is None and not any((r.state.early_stop or {}).get("triggered")
+                                             for r in self.fleet.current_readers()):
+            return  # nothing to notify and no best checkpoint to back up: the scrapes judge for themselves
         try:
             doc = self.status_document()
             if self.notifier is not None:

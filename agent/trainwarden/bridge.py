@@ -20,10 +20,10 @@ from datetime import datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
-from prometheus_client.exposition import choose_encoder
 from prometheus_client.registry import Collector, CollectorRegistry
 
 from . import __version__
+from .exposition import choose as choose_encoder
 from .notify.message import render
 from .notify.service import Notifier
 

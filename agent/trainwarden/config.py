@@ -8,7 +8,7 @@ Known keys today:
       listen_address: 127.0.0.1:9841
     discovery:
       poll_interval_seconds: 0.5  # how often files are checked when no file event arrives
-      rediscover_interval_seconds: 5.0
+      rediscover_interval_seconds: 5.0  # default: 5, or 30 when file events work
       file_events: true           # false on network mounts that send no events
     policy:                       # every threshold: see policy.py (the defaults are the user's guide)
       eval_key: pascal_voc/mAP
@@ -71,7 +71,7 @@ class Config:
     watch: list[Path] = field(default_factory=list)
     listen_address: str = DEFAULT_LISTEN
     poll_interval_seconds: float = 0.5
-    rediscover_interval_seconds: float = 5.0
+    rediscover_interval_seconds: float | None = None
     file_events: bool = True
     policies: PolicySet = field(default_factory=PolicySet)
     runs: dict[str, dict] = field(default_factory=dict)  # run name -> {"pid": int}

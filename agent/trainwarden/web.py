@@ -8,11 +8,11 @@ from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import parse_qs, unquote, urlsplit
 
-from prometheus_client.exposition import choose_encoder
 from prometheus_client.registry import CollectorRegistry
 
 from . import __version__
 from .document import to_json
+from .exposition import choose as choose_encoder
 from .views.page import status_page
 
 log = logging.getLogger("trainwarden.web")

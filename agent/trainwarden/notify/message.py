@@ -57,8 +57,10 @@ def render_batch(messages: list[dict]) -> tuple[str, str]:
     """Many messages for one target at once (a storm, or a target back after an outage): one combined message."""
     titles = [m["title"] for m in messages]
     title = f"[trainwarden] {len(messages)} notifications: " + "; ".join(titles[:3]) + ("; …" if len(titles) > 3 else "")
+    # every message keeps its heading and a fair share of its body: a cut at the end would drop whole messages
+    # that are then marked delivered
+    share = max(200, min(1500, MAX_BODY * 3 // max(1, len(messages)) - 80))
     parts = []
     for m in messages:
-        parts += [f"== {m['title']} ({_stamp(m.get('created'))})", m["body"][:1500], ""]
-    body = "\n".join(parts)
-    return title, body[:MAX_BODY * 3]
+        parts += [f"== {m['title']} ({_stamp(m.get('created'))})", m["body"][:share], ""]
+    return title, "\n".join(parts)

@@ -84,9 +84,11 @@ class Fleet:
 
     def reader_for(self, path: Path) -> RunReader | None:
         path = Path(path)
-        for reader in self.current_readers():
-            if path == reader.work_dir or reader.work_dir in path.parents:
-                return reader
+        with self._lock:  # a dict lookup per folder up the path: this runs for every file event
+            for folder in (path, *path.parents):
+                reader = self.readers.get(folder)
+                if reader is not None:
+                    return reader
         return None
 
     def current_readers(self) -> list[RunReader]:

@@ -87,6 +87,21 @@ def _names_run(cmdline: list[str], target: RunTarget) -> str | None:
     return None
 
 
+# A run that has not written for this long is looked for no more (walking every process's command line and open
+# files costs more than all the reading on a busy machine); it is looked for again as soon as it writes (a resume).
+SEARCH_WHILE_WRITTEN_SECONDS = 600.0
+
+
+def _written_since(logs: list[Path], since: float) -> bool:
+    for log in logs:
+        try:
+            if log.stat().st_mtime >= since:
+                return True
+        except OSError:
+            continue
+    return False
+
+
 class ProcessTracker:
     def __init__(self, psutil_module=None, clock: Callable[[], float] = time.time, own_pid: int | None = None) -> None:
         if psutil_module is None:
@@ -95,13 +110,17 @@ class ProcessTracker:
         self.clock = clock
         self.own_pid = os.getpid() if own_pid is None else own_pid
         self.tracked: dict[str, Tracked] = {}
+        self._searched: set[str] = set()  # runs looked for once: again only while their logs are written
 
     # -- discovery -------------------------------------------------------------------------------------------
     def discover(self, targets: list[RunTarget]) -> None:
         """Look for the process of every run that has none running (a resume starts a new one)."""
-        wanted = [t for t in targets if t.run not in self.tracked or not self.tracked[t.run].up]
+        now = self.clock()
+        wanted = [t for t in targets if (t.run not in self.tracked or not self.tracked[t.run].up)
+                  and (t.run not in self._searched or _written_since(t.logs, now - SEARCH_WHILE_WRITTEN_SECONDS))]
         if not wanted:
             return
+        self._searched.update(t.run for t in wanted)
         ps = self.psutil
         candidates: dict[int, tuple[object, list[str], int]] = {}
         for proc in ps.process_iter(["pid", "ppid", "name", "cmdline"]):

@@ -1,0 +1,42 @@
+"""`trainwarden watch`, with N fake GPUs (tests/fake_pynvml.py) in place of NVML: what the load benchmarks run in a
+child process, so its CPU time and memory are its own. Stops on SIGTERM / SIGINT.
+
+    .venv/bin/python bench/fake_gpu_agent.py ROOT PORT GPUS
+"""
+
+from __future__ import annotations
+
+import logging
+import signal
+import sys
+from pathlib import Path
+
+HERE = Path(__file__).parent
+sys.path.insert(0, str(HERE.parent / "tests"))
+
+import fake_pynvml  # noqa: E402
+
+from trainwarden.agent import Agent  # noqa: E402
+from trainwarden.sources.host import HostSources  # noqa: E402
+from trainwarden.sources.nvml import Nvml  # noqa: E402
+
+
+def main() -> int:
+    root, port, n_gpus = Path(sys.argv[1]), int(sys.argv[2]), int(sys.argv[3])
+    logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    gpus = fake_pynvml.gpus(n_gpus)
+    for k, g in enumerate(gpus):
+        g.processes = [(100_000 + 4 * k + j, 2**30) for j in range(4)]  # processes of nobody: looked up, not matched
+    module = fake_pynvml.make(gpus)
+    # the shipped defaults of `trainwarden watch` (poll 0.5 s, rediscovery 5 s, evaluation 2 s)
+    agent = Agent([root], "127.0.0.1", port, host_sources=HostSources(nvml=Nvml(loader=lambda: module)))
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda *_: agent.request_stop())
+    agent.start()
+    agent.wait()
+    agent.stop()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
