@@ -15,6 +15,7 @@
 from __future__ import annotations
 
 import argparse
+import json
 import random
 import shutil
 import socket
@@ -139,8 +140,8 @@ def scrape_latency(scrapes: int) -> None:
     try:
         make_runs(tmp / "work_dirs", 50, epochs_of_history=2)
         agent, base = start_agent(tmp / "work_dirs", gpus=8)
-        while get(base + "/api/runs").count(b'"run": "run') < 50:
-            time.sleep(0.2)
+        while sum(r.get("iteration") is not None for r in json.loads(get(base + "/api/runs"))["runs"]) < 50:
+            time.sleep(0.2)  # every run found and read
         body = get(base + "/metrics")
         series = sum(1 for x in body.decode().splitlines() if x and not x.startswith("#"))
         metrics, floor = [], []

@@ -37,7 +37,7 @@ def _loss_conditions(run: dict, losses: list[float], policy: Policy) -> list[dic
             f"{advice.red_steps(run, policy)}\n5. {advice.batch_hint(run)}", ts))
     if run["state"] != "running":
         return out
-    trend = loss_trend(losses, policy)
+    trend = run["loss_trend"] if "loss_trend" in run else loss_trend(losses, policy)
     if trend and trend["rise_ratio"] is not None and trend["rise_ratio"] > policy.loss_rise_ratio \
             and not out:
         out.append(condition(
@@ -160,7 +160,7 @@ def _evaluation_conditions(run: dict, verdict: Verdict, policy: Policy, now: flo
 
 def _lifecycle_conditions(run: dict, losses: list[float], policy: Policy) -> list[dict]:
     out = []
-    story = early_stop_story(run, losses, policy)
+    story = run["early_stop_analysis"] if "early_stop_analysis" in run else early_stop_story(run, losses, policy)
     if story and not story["triggered"] and (story["counter"] or 0) >= 1:
         hints = "; ".join(story["misfire_hints"]) or "no misfire hint"
         out.append(condition(

@@ -146,6 +146,8 @@ def assess(run: dict, losses: list[float], policy: Policy, now: float, gpu_conds
         target = target_for_epoch(policy, e.get("epoch")) if applies and e["mode"] == "val" else None
         e["target"] = target
         e["met"] = None if target is None or value is None else value >= target
+    run["loss_trend"] = loss_trend(losses, policy)  # once: the verdict and the conditions read them
+    run["early_stop_analysis"] = early_stop_story(run, losses, policy)
     verdict = judge(run, losses, policy)
     conds = rules.run_conditions(run, losses, verdict, policy, now, gpu_conds)
     run["conditions"] = conds
@@ -156,8 +158,6 @@ def assess(run: dict, losses: list[float], policy: Policy, now: float, gpu_conds
     top = next((c for c in conds if c["severity"] in ("critical", "warning")), None)
     run["advice"] = (top["description"] if top and top["severity"] == "critical" else verdict.advice)
     run["plan_b"] = verdict.plan_b
-    run["loss_trend"] = loss_trend(losses, policy)
-    run["early_stop_analysis"] = early_stop_story(run, losses, policy)
     run["policy"] = {
         "loss_max": policy.loss_max, "loss_rise_ratio": policy.loss_rise_ratio,
         "accuracy_min_ratio": policy.accuracy_min_ratio, "grad_norm_max": policy.grad_norm_max,

@@ -32,7 +32,8 @@ def loss_trend(losses: list[float], policy: Policy) -> dict | None:
     n = len(last)
     mean_x = (n - 1) / 2
     mean_y = sum(last) / n
-    var_x = sum((x - mean_x) ** 2 for x in range(n))
+    var_x = n * (n * n - 1) / 12  # the sum of (x - mean_x)^2 over x = 0..n-1
+    # deviations from the means, not sum(xy) - n*mx*my: a flat loss must give a slope of exactly 0, not -1e-17
     slope = sum((x - mean_x) * (y - mean_y) for x, y in enumerate(last)) / var_x if var_x else 0.0
     short_mean, long_mean = sum(short) / len(short), sum(long) / len(long)
     return {
@@ -102,7 +103,7 @@ def judge(run: dict, losses: list[float], policy: Policy) -> Verdict:
     values = [v for _, v in points]
     rkey = recall_key(points[-1][0], policy) if points else None
     recalls = [e["metrics"][rkey] for e, _ in points if rkey in e["metrics"]] if rkey else []
-    trend = loss_trend(losses, policy)
+    trend = run["loss_trend"] if "loss_trend" in run else loss_trend(losses, policy)
     loss_falling = trend is not None and trend["falling"] and (trend["rise_ratio"] or 0) <= 0
     ended = run["state"] in ("finished", "early_stopped", "crashed")
     checks = plan_b_checks(run, values, recalls, policy) if values else []
