@@ -20,5 +20,5 @@ if [ ! -x .venv/bin/python ]; then python3 -m venv .venv; fi
 .venv/bin/python -m pip install -q --upgrade pip >/dev/null
 .venv/bin/python -m pip install -q -e '.[dev]'
 
-.venv/bin/ruff check agent tests
+.venv/bin/ruff check agent tests bench
 .venv/bin/python -m pytest -q "$@"

@@ -6,6 +6,7 @@ import json
 import re
 import socket
 import threading
+import time
 from collections import Counter
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
@@ -15,6 +16,7 @@ class HttpSink:
 
     def __init__(self) -> None:
         self.received: list[dict] = []
+        self.received_at: list[float] = []  # time.monotonic() of each, in the same order
         self.down = False
         self.attempts = 0
         sink = self
@@ -34,6 +36,7 @@ class HttpSink:
                     sink.received.append(json.loads(body))
                 except ValueError:
                     sink.received.append({"raw": body.decode("utf-8", "replace")})
+                sink.received_at.append(time.monotonic())
                 self.send_response(200)
                 self.send_header("Content-Length", "2")
                 self.end_headers()
@@ -52,14 +55,18 @@ class HttpSink:
 
     def delivered_titles(self) -> Counter:
         """Every notification title received, also those inside combined messages (a storm, a backlog)."""
-        seen: Counter = Counter()
-        for m in list(self.received):
+        return Counter(title for _, title in self.timeline())
+
+    def timeline(self) -> list[tuple[float, str]]:
+        """(received at, title) of every notification, those inside combined messages too."""
+        out = []
+        for at, m in zip(list(self.received_at), list(self.received), strict=False):  # one may be in flight
             title = m.get("title", "")
             if title.startswith("[trainwarden] ") and " notifications: " in title:
-                seen.update(re.findall(r"^== (.+?) \(\d{4}-", m.get("message", ""), re.MULTILINE))
+                out += [(at, t) for t in re.findall(r"^== (.+?) \(\d{4}-", m.get("message", ""), re.MULTILINE)]
             else:
-                seen[title] += 1
-        return seen
+                out.append((at, title))
+        return out
 
     def close(self) -> None:
         self.server.shutdown()

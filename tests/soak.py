@@ -51,6 +51,7 @@ class Trainer:
     it: int = 0
     lines: int = 0
     exploded: int = 0
+    explosion_starts: list = field(default_factory=list)  # seconds after the soak's start
     done: bool = False
     lock: threading.Lock = field(default_factory=threading.Lock)
 
@@ -68,6 +69,7 @@ class Trainer:
         exploding = any(t <= elapsed < t + 1.5 for t in self.explosions)
         if exploding and not any(t <= elapsed - 1 / self.rate < t + 1.5 for t in self.explosions):
             self.exploded += 1
+            self.explosion_starts.append(round(elapsed, 1))
         self.it += 50
         self.append(train_line(self.epoch, self.it, 1.5 if exploding else 0.30 - 0.002 * self.epoch, self.max_epochs))
         if self.it >= IPE:
@@ -163,6 +165,7 @@ def run_soak(workdir: Path, seconds: float = 60, runs: int = 4, rate: float = 10
     agent = Agent(root, config)
     agent.start()
     faults: list[str] = []
+    rss_series: list[float] = []  # the peak so far, every 10 s
     start = time.monotonic()
     next_line = start
     try:
@@ -188,6 +191,8 @@ def run_soak(workdir: Path, seconds: float = 60, runs: int = 4, rate: float = 10
                 faults.append("target down")
             if int(elapsed) != int(elapsed - 1 / rate):
                 agent.sample_rss()
+                if int(elapsed) % 10 == 0:
+                    rss_series.append(round(agent.peak_rss / 2**20, 1))
             next_line += 1 / rate
             time.sleep(max(0.0, next_line - time.monotonic()))
         sink.down = False
@@ -202,6 +207,7 @@ def run_soak(workdir: Path, seconds: float = 60, runs: int = 4, rate: float = 10
             time.sleep(0.5)
         time.sleep(3.0)  # anything sent twice arrives now
         seen = sink.delivered_titles()
+        timeline = sink.timeline()
         doc = json.loads(agent.get("/api/runs") or "{}")
         metrics = agent.get("/metrics") or ""
         agent.sample_rss()
@@ -219,6 +225,11 @@ def run_soak(workdir: Path, seconds: float = 60, runs: int = 4, rate: float = 10
     lost = {title: n - seen[title] for title, n in expected.items() if seen[title] < n}
     twice = {title: seen[title] - n for title, n in expected.items() if seen[title] > n}
     problems += [f"missing: {t} x{n}" for t, n in lost.items()] + [f"sent twice: {t} x{n}" for t, n in twice.items()]
+    for title in (*lost, *twice):  # what happened to that run, for whoever reads the failure
+        k = int(title.split(" - run")[1][:2])
+        notices = [(round(at - start, 1), t.split(" ")[0]) for at, t in timeline
+                   if f" - run{k:02d} " in t and "Explosion" in t]
+        problems.append(f"run{k:02d}: explosions at {trainers[k].explosion_starts} s; notices at {notices}")
     tracebacks = agent.stderr.read_text(encoding="utf-8", errors="replace").count("Traceback")
     if tracebacks:
         problems.append(f"{tracebacks} tracebacks in the agent's log")
@@ -232,6 +243,6 @@ def run_soak(workdir: Path, seconds: float = 60, runs: int = 4, rate: float = 10
         "missing": sum(lost.values()), "twice": sum(twice.values()),
         "messages_received": len(sink.received), "titles_received": sum(seen.values()),
         "sink_attempts": sink.attempts,
-        "agent_peak_rss_mib": round(agent.peak_rss / 2**20, 1),
+        "agent_peak_rss_mib": round(agent.peak_rss / 2**20, 1), "agent_peak_rss_every_10s_mib": rss_series,
         "metrics_bytes": len(metrics), "problems": problems,
     }

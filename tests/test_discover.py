@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import os
+import shutil
 
 import pytest
 
 from trainwarden.sources.discover import describe, find_work_dirs, list_checkpoints, run_names
+from trainwarden.sources.fleet import Fleet
 
 
 def touch(path, data=b"x\n"):
@@ -108,3 +110,22 @@ def test_names_stay_unique(tmp_path):
 def test_nothing_to_find(tmp_path):
     assert find_work_dirs(tmp_path) == []
     assert find_work_dirs(tmp_path / "missing") == []
+
+
+def test_a_deleted_work_dir_is_forgotten_but_a_missing_root_drops_nothing(tmp_path):
+    root = tmp_path / "work_dirs"
+    for name in ("a", "b"):
+        session = root / name / "20251111_180600"
+        session.mkdir(parents=True)
+        (session / "20251111_180600.log").write_text(
+            "2025/11/11 18:06:00 - mmengine - INFO - Epoch(train)  [1][ 50/100]  lr: 1.0e-04  eta: 0:01:00  "
+            "time: 0.5  data_time: 0.01  memory: 100  loss: 0.3\n", encoding="utf-8")
+    fleet = Fleet([root])
+    fleet.rediscover()
+    assert sorted(r.state.name for r in fleet.current_readers()) == ["a", "b"]
+    shutil.rmtree(root / "b")
+    assert fleet.rediscover() is True
+    assert [r.state.name for r in fleet.current_readers()] == ["a"]
+    root.rename(tmp_path / "away")  # the whole watched folder gone (a network mount away): nothing is dropped
+    fleet.rediscover()
+    assert [r.state.name for r in fleet.current_readers()] == ["a"]

@@ -271,3 +271,28 @@ def test_a_combined_message_keeps_every_heading():
     for m in messages:
         assert f"== {m['title']} (" in body
     assert len(body) < 40000
+
+
+def test_red_is_not_held_behind_a_flood_of_info(tmp_path, sink):
+    """200 info notices in a minute (a fast replay's evaluations) and one red among them: the red still goes
+    out within a few seconds, and the target gets no more than its rate (a burst of 5, then 20 a minute)."""
+    clock = Clock()
+    n = notifier(tmp_path, [Target(sink.url())], clock, resolve_after_seconds=0)
+    red_at = None
+    for step in range(300):  # 60 s in 0.2 s steps
+        infos = [cond(alert="TrainingEvaluationCompleted", severity="info", run=f"r{k}", key=f"E|{k}")
+                 for k in range(step * 2 // 3)]
+        extra = [cond(run="exp")] if step >= 150 else []
+        if step == 150:
+            red_at = clock.t
+        n.handle(doc_with(*infos, *extra), no_tail)
+        n.deliver_once()
+        if step >= 150 and red_at is not None and any("[RED] TrainingLossExplosion - exp" in t
+                                                      for _, t in sink.timeline()):
+            took = clock.t - red_at
+            red_at = None
+            assert took <= 3.5, took
+        clock.t += 0.2
+    assert red_at is None, "the red notice never went out"
+    assert len(sink.received) <= 5 + 20 + 1
+    assert sink.delivered_titles()["[RED] TrainingLossExplosion - exp on gpu-box"] == 1

@@ -1,7 +1,7 @@
 """The standalone notifier: turns the status document's conditions into notifications, queues them in the
 outbox, and delivers them from its own thread (delivery never blocks reading logs). Storms are rate-limited per
-target: beyond `max_per_minute`, or when several are due at once (a target back after an outage), messages are
-combined into one."""
+target: beyond `max_per_minute` (a token bucket: a burst of 5, then one send every 60/max_per_minute seconds), or
+when several are due at once (a target back after an outage), messages are combined into one, red first."""
 
 from __future__ import annotations
 
@@ -73,7 +73,7 @@ class Notifier:
         self.log_lines = log_lines
         self.sent: dict[str, int] = dict.fromkeys(SEVERITIES, 0)
         self.failed: dict[str, int] = dict.fromkeys(SEVERITIES, 0)
-        self._recent_sends: dict[str, list[float]] = {}
+        self._bucket: dict[str, tuple[float, float]] = {}  # target id -> (send tokens, when counted)
         self._target_down: dict[str, tuple[int, float]] = {}  # target id -> (failed attempts in a row, next try)
         self._wake = threading.Event()
         self._stop = threading.Event()
@@ -182,19 +182,36 @@ class Notifier:
             if self._target_down.get(target_id, (0, 0.0))[1] > now:
                 continue  # a target that is down is tried on its own back-off, whatever new arrives meanwhile
             self._deliver(target, messages, now)
-        later = [max(m.get("next_attempt", now), self._target_down.get(m.get("target"), (0, 0.0))[1]) - now
+        later = [max(m.get("next_attempt", now), self._target_down.get(m.get("target"), (0, 0.0))[1],
+                     now + self._next_token_in(m.get("target"), now)) - now
                  for m in self.outbox.pending()]
         return max(0.2, min(later)) if later else 60.0
 
-    def _budget(self, target: Target, now: float) -> int:
-        recent = [t for t in self._recent_sends.get(target.id, []) if now - t < 60]
-        self._recent_sends[target.id] = recent
-        return max(0, self.max_per_minute - len(recent))
+    # Sends per target come from a token bucket: a burst of BURST at once, then one every 60 / max_per_minute
+    # seconds. A storm is therefore combined into a message every few seconds (not held for a whole minute once a
+    # minute's budget is spent), and red goes first in it.
+    BURST = 5
+
+    def _tokens(self, target_id: str, now: float) -> float:
+        rate = max(1, self.max_per_minute) / 60.0
+        tokens, since = self._bucket.get(target_id, (float(min(self.BURST, max(1, self.max_per_minute))), now))
+        tokens = min(float(min(self.BURST, max(1, self.max_per_minute))), tokens + (now - since) * rate)
+        self._bucket[target_id] = (tokens, now)
+        return tokens
+
+    def _take_token(self, target_id: str, now: float) -> None:
+        tokens, _ = self._bucket[target_id]
+        self._bucket[target_id] = (tokens - 1, now)
+
+    def _next_token_in(self, target_id: str, now: float) -> float:
+        tokens = self._tokens(target_id, now)
+        return 0.0 if tokens >= 1 else (1 - tokens) * 60.0 / max(1, self.max_per_minute)
 
     def _deliver(self, target: Target, messages: list[dict], now: float) -> None:
-        budget = self._budget(target, now)
+        budget = int(self._tokens(target.id, now))
         if budget == 0:
             return
+        messages = sorted(messages, key=lambda m: (SEVERITY_RANK.get(m["severity"], 3), m.get("created", 0)))
         if len(messages) > 3 or len(messages) > budget:  # a storm or a backlog: one combined message
             batch = messages[:50]
             title, body = render_batch(batch)
@@ -210,7 +227,7 @@ class Notifier:
             ok, error = self.send(target, title, body, severity)
         except Exception as exc:  # a broken plugin is a failed delivery, not a dead thread
             ok, error = False, f"{type(exc).__name__}: {mask_text(str(exc), [target.url])}"
-        self._recent_sends.setdefault(target.id, []).append(now)
+        self._take_token(target.id, now)
         for m in batch:
             if ok:
                 self.outbox.delivered(m)
