@@ -24,15 +24,17 @@ def main() -> int:
     parser.add_argument("--seconds", type=float, default=300)
     parser.add_argument("--runs", type=int, default=8)
     parser.add_argument("--rate", type=float, default=10.0, help="log lines a second per run")
+    parser.add_argument("--no-faults", action="store_true", help="the load alone (the agent's memory over time)")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
-        result = run_soak(Path(tmp), args.seconds, args.runs, args.rate)
+        result = run_soak(Path(tmp), args.seconds, args.runs, args.rate, faults=not args.no_faults)
     print(json.dumps(result, indent=1))
     print(f"soak: {result['runs']} runs x {result['simulated_training_hours_per_run']} h of training in "
-          f"{result['seconds']:.0f} s, {result['lines_written']} lines, faults: {', '.join(result['faults'])}; "
+          f"{result['seconds']:.0f} s, {result['lines_written']} lines, faults: {', '.join(result['faults']) or 'none'}; "
           f"{result['explosions']} loss explosions -> {result['notifications_delivered']}/"
           f"{result['notifications_expected']} notifications delivered, {result['missing']} missing, "
-          f"{result['twice']} twice; agent peak RSS {result['agent_peak_rss_mib']} MiB; problems: "
+          f"{result['twice']} twice; agent peak RSS {result['agent_peak_rss_mib']} MiB (every 10 s: "
+          f"{result['agent_peak_rss_every_10s_mib']}); problems: "
           f"{result['problems'] or 'none'}")
     return 1 if result["problems"] else 0
 

@@ -142,17 +142,19 @@ class Agent:
             self.proc.wait(timeout=30)
 
 
-def run_soak(workdir: Path, seconds: float = 60, runs: int = 4, rate: float = 10.0) -> dict:
-    """Run the soak; return the counts (and `problems`, a list of what went wrong: empty when all held)."""
+def run_soak(workdir: Path, seconds: float = 60, runs: int = 4, rate: float = 10.0, faults: bool = True) -> dict:
+    """Run the soak; return the counts (and `problems`, a list of what went wrong: empty when all held). Without
+    `faults`, the same load with nothing thrown in (to see the agent's memory settle over a long stretch)."""
     root = workdir / "work_dirs"
     sink = HttpSink()
     config = workdir / "trainwarden.yml"
     config.write_text(f"notify:\n  host: soak\n  state_dir: {workdir / 'state'}\n  resolve_after_seconds: 0\n"
                       f"  targets:\n    - url: {sink.url()}\n", encoding="utf-8")
-    kill_at, dead_for = 0.40 * seconds, 2.0
-    down_from, down_to = 0.60 * seconds, 0.75 * seconds
-    rotate_at, truncate_at = 0.25 * seconds, 0.52 * seconds
-    epochs = int(seconds * rate / 21) + 2
+    never = 10 * seconds
+    kill_at, dead_for = (0.40 * seconds, 2.0) if faults else (never, 0.0)
+    down_from, down_to = (0.60 * seconds, 0.75 * seconds) if faults else (never, never)
+    rotate_at, truncate_at = (0.25 * seconds, 0.52 * seconds) if faults else (never, never)
+    epochs = int(seconds * rate / 20) + 5  # never done before the end: a run that ends mid-explosion stays red
     trainers = []
     for k in range(runs):
         # explosions every 12 s, staggered by run; none near the agent's death or a file fault
@@ -164,7 +166,7 @@ def run_soak(workdir: Path, seconds: float = 60, runs: int = 4, rate: float = 10
         trainers.append(trainer)
     agent = Agent(root, config)
     agent.start()
-    faults: list[str] = []
+    done_faults: list[str] = []
     rss_series: list[float] = []  # the peak so far, every 10 s
     start = time.monotonic()
     next_line = start
@@ -173,22 +175,22 @@ def run_soak(workdir: Path, seconds: float = 60, runs: int = 4, rate: float = 10
             for t in trainers:
                 if not t.done:
                     t.step(elapsed)
-            if rotate_at <= elapsed and "rotated" not in faults:
+            if rotate_at <= elapsed and "rotated" not in done_faults:
                 trainers[0].rotate()
-                faults.append("rotated")
-            if truncate_at <= elapsed and "truncated" not in faults:
+                done_faults.append("rotated")
+            if truncate_at <= elapsed and "truncated" not in done_faults:
                 trainers[1 % runs].copytruncate()
-                faults.append("truncated")
-            if kill_at <= elapsed and "killed" not in faults:
+                done_faults.append("truncated")
+            if kill_at <= elapsed and "killed" not in done_faults:
                 agent.sample_rss()
                 agent.kill9()
-                faults.append("killed")
-            if "killed" in faults and "restarted" not in faults and elapsed >= kill_at + dead_for:
+                done_faults.append("killed")
+            if "killed" in done_faults and "restarted" not in done_faults and elapsed >= kill_at + dead_for:
                 agent.start()
-                faults.append("restarted")
+                done_faults.append("restarted")
             sink.down = down_from <= elapsed < down_to
-            if sink.down and "target down" not in faults:
-                faults.append("target down")
+            if sink.down and "target down" not in done_faults:
+                done_faults.append("target down")
             if int(elapsed) != int(elapsed - 1 / rate):
                 agent.sample_rss()
                 if int(elapsed) % 10 == 0:
@@ -234,7 +236,7 @@ def run_soak(workdir: Path, seconds: float = 60, runs: int = 4, rate: float = 10
     if tracebacks:
         problems.append(f"{tracebacks} tracebacks in the agent's log")
     return {
-        "seconds": seconds, "runs": runs, "faults": faults,
+        "seconds": seconds, "runs": runs, "faults": done_faults,
         "simulated_training_hours_per_run": round(sum(t.iteration for t in trainers) / runs * 0.4567 / 3600, 1),
         "lines_written": sum(t.lines for t in trainers),
         "explosions": sum(t.exploded for t in trainers),

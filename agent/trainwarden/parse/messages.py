@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import math
 import re
+import sys
 
 from .records import (
     BestCheckpointRemoved,
@@ -80,7 +81,8 @@ def parse_items(text: str) -> tuple[dict[str, float], float | None]:
             eta = eta_seconds(raw)
             continue
         try:
-            values[key] = float(raw)
+            # interned: a run keeps ~1500 of these dicts with the same dozen keys; one string each, not one a line
+            values[sys.intern(key)] = float(raw)
         except ValueError:
             continue  # a string item, e.g. mmcv's `bbox_mAP_copypaste: 0.7740 0.9175 ...` (first number dropped below)
     for key in [k for k in values if k.endswith("_copypaste")]:
