@@ -257,3 +257,30 @@ def _up(port: int) -> bool:
         return get(f"http://127.0.0.1:{port}/healthz")[0] == 200
     except OSError:
         return False
+
+
+def test_a_change_without_a_file_event_brings_fast_polling_back(tmp_path, agent_on):
+    """While file events work, the poll is a 2 s safety net; a change it finds that no event announced (a network
+    mount that sends none) puts it back to the 0.5 s poll for good."""
+    root = tmp_path / "runs"
+    log = root / "exp" / "20251111_180600" / "20251111_180600.log"
+    log.parent.mkdir(parents=True)
+
+    def line(it: int) -> str:
+        return (f"2025/11/11 18:06:00{P}Epoch(train)  [1][{it:>4}/1000]  lr: 4.0000e-05  eta: 0:10:00  "
+                f"time: 0.4567  data_time: 0.0123  memory: 5432  loss: 0.3000\n")
+
+    log.write_text(line(50), encoding="utf-8")
+    agent, base = agent_on(root, poll_interval=0.5, rediscover_interval=None)
+    assert agent._events_trusted and agent._poll_every() == 2.0 and agent.rediscover_interval == 30.0
+    agent._observer.stop()  # from now on no event arrives, as on a network mount
+    agent._observer.join(timeout=5)
+    with log.open("a", encoding="utf-8") as f:
+        f.write(line(100))
+    wait_for(lambda: value(get(base + "/metrics")[2], "trainwarden_train_iteration", run="exp") == 100, timeout=5)
+    assert not agent._events_trusted and agent._poll_every() == 0.5
+    with log.open("a", encoding="utf-8") as f:
+        f.write(line(150))
+    start = time.monotonic()
+    wait_for(lambda: value(get(base + "/metrics")[2], "trainwarden_train_iteration", run="exp") == 150, timeout=5)
+    assert time.monotonic() - start < 1.5
