@@ -99,6 +99,7 @@ class Agent:
         self.ready = threading.Event()  # set once the first discovery (the cold scans) is done
         self._stop = threading.Event()
         self._events_trusted = False  # file events work for every root (set by the observer's start)
+        self._unannounced = 0  # changes the safety poll found that no event had announced
         self._changed = False  # something was read since the last evaluation
         self._backups: set[Path] = set()
         self._doc_lock = threading.Lock()
@@ -265,8 +266,8 @@ class Agent:
                 self._timed("process", lambda: self.host.update_processes(self.fleet, discover=False))
                 next_poll = now + self._poll_every()
 
-    # While file events announce every change, the poll is only a safety net and runs every 2 s; the first change
-    # it finds that no event announced (a network mount sends none) brings it back to `poll_interval` for good.
+    # While file events announce every change, the poll is only a safety net and runs every 2 s; changes it finds
+    # that no event announced (a network mount sends none) bring it back to `poll_interval` for good.
     EVENTS_TRUSTED_POLL_SECONDS = 2.0
 
     def _poll_every(self) -> float:
@@ -275,8 +276,11 @@ class Agent:
     def _safety_poll(self) -> bool:
         changed = self.fleet.poll()
         if changed and self._events_trusted:
-            self._events_trusted = False
-            log.info("a change arrived without a file event: polling every %.1f s", self.poll_interval)
+            # twice, not once: a line written between the queue's drain and this poll is no proof
+            self._unannounced += 1
+            if self._unannounced >= 2:
+                self._events_trusted = False
+                log.info("changes arrive without file events: polling every %.1f s", self.poll_interval)
         return changed
 
     def _drain(self, timeout: float) -> list:
