@@ -18,7 +18,6 @@ import argparse
 import json
 import random
 import shutil
-import socket
 import statistics
 import subprocess
 import sys
@@ -32,13 +31,8 @@ import psutil
 
 HERE = Path(__file__).parent
 sys.path.insert(0, str(HERE.parent / "tests"))
+from conftest import free_port  # noqa: E402
 from stack import first_lines, line  # noqa: E402
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def make_runs(root: Path, n: int, epochs_of_history: int = 0) -> list[Path]:

@@ -14,7 +14,6 @@ from __future__ import annotations
 import argparse
 import json
 import signal
-import socket
 import statistics
 import subprocess
 import sys
@@ -25,15 +24,11 @@ from pathlib import Path
 
 HERE = Path(__file__).parent
 sys.path.insert(0, str(HERE.parent / "tests"))
+from conftest import free_port  # noqa: E402
 from sinks import HttpSink  # noqa: E402
 
 P = " - mmengine - INFO - "
 
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def line(epoch: int, it: int, loss: float) -> str:

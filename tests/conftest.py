@@ -48,6 +48,26 @@ def require_binary(name: str) -> str:
     return path
 
 
+class Clock:
+    """An injected clock the test moves by hand (`clock.t += 60`)."""
+
+    def __init__(self) -> None:
+        self.t = 1_800_000_000.0
+
+    def __call__(self) -> float:
+        return self.t
+
+
+@pytest.fixture
+def sink():
+    """A local HTTP server apprise's json:// delivers to (tests/sinks.py)."""
+    from sinks import HttpSink
+
+    s = HttpSink()
+    yield s
+    s.close()
+
+
 @pytest.fixture
 def copy_fixture(tmp_path):
     """A writable copy of a fixture folder."""

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import fake_pynvml
 import pytest
-from conftest import free_port, wait_for
+from conftest import Clock, free_port, wait_for
 from sinks import HttpSink
 from stack import first_lines, line, running_stack
 from test_agent import get, value
@@ -28,13 +28,6 @@ from trainwarden.sources.nvml import Nvml
 
 RED_LOSS = "[RED] TrainingLossExplosion - exp"
 RESOLVED_LOSS = "[RESOLVED] TrainingLossExplosion - exp"
-
-
-@pytest.fixture
-def sink():
-    s = HttpSink()
-    yield s
-    s.close()
 
 
 class Writer:
@@ -82,12 +75,18 @@ def count(sink: HttpSink, text: str) -> int:
     return sum(text in m.get("title", "") + "\n" + m.get("message", "") for m in sink.received)
 
 
-def test_log_truncated_rotated_deleted_and_recreated(tmp_path, sink):
-    log = tmp_path / "work_dirs" / "exp" / "20251111_180600" / "20251111_180600.log"
-    w = Writer(log)
+def watched_run(tmp_path: Path, sink: HttpSink, state_dir: Path) -> tuple[Writer, Agent, str]:
+    """A run `exp` being written, watched by an agent that notifies `sink` (resolved notices at once)."""
+    w = Writer(tmp_path / "work_dirs" / "exp" / "20251111_180600" / "20251111_180600.log")
     w.fresh()
-    notifier = Notifier([Target(sink.url())], tmp_path / "state", host="box", resolve_after_seconds=0)
+    notifier = Notifier([Target(sink.url())], state_dir, host="box", resolve_after_seconds=0)
     agent, base = start_agent(tmp_path / "work_dirs", notifier)
+    return w, agent, base
+
+
+def test_log_truncated_rotated_deleted_and_recreated(tmp_path, sink):
+    w, agent, base = watched_run(tmp_path, sink, tmp_path / "state")
+    log = w.log
     try:
         def caught_up() -> bool:
             return (metric(base, "trainwarden_log_lines_total", run="exp") == w.written
@@ -173,11 +172,7 @@ def fill(disk: Path) -> Path:
 
 
 def test_a_full_disk_under_the_outbox_loses_nothing(tmp_path, small_disk, sink):
-    log = tmp_path / "work_dirs" / "exp" / "20251111_180600" / "20251111_180600.log"
-    w = Writer(log)
-    w.fresh()
-    notifier = Notifier([Target(sink.url())], small_disk / "state", host="box", resolve_after_seconds=0)
-    agent, base = start_agent(tmp_path / "work_dirs", notifier)
+    w, agent, base = watched_run(tmp_path, sink, small_disk / "state")
     try:
         time.sleep(1.0)  # what the run's first lines raise (a validation below target) goes out first
         wait_for(lambda: metric(base, "trainwarden_notification_queue_length") == 0, timeout=15)
@@ -255,14 +250,6 @@ def _up(base: str) -> bool:
             return r.status == 200
     except OSError:
         return False
-
-
-class Clock:
-    def __init__(self) -> None:
-        self.t = 1_800_000_000.0
-
-    def __call__(self) -> float:
-        return self.t
 
 
 def test_a_target_down_for_an_hour(tmp_path, sink):

@@ -81,17 +81,23 @@ def test_line_parsers_never_raise(line):
         eta_seconds(word)
 
 
-@FUZZ
-@given(st.lists(any_line, max_size=60))
-def test_log_stream_and_state_take_any_sequence(lines):
+def exposition_of(lines: list[str], run: str, now: float) -> bytes:
+    """Lines through the stream, the state, the status document (strict JSON: non-finite values are null) and
+    the exporter."""
     stream = LogStream(2025)
-    state = RunState("r", "/w", "mmengine")
+    state = RunState(run, f"/w/{run}", "mmengine")
     for line in lines:
         state.apply_all(stream.feed(line), "s1")
     state.apply_all(stream.flush(), "s1")
-    doc = status_document([state.snapshot()], DEFAULT_POLICY, 1_800_000_000.0, [])
-    json.dumps(doc, allow_nan=False)  # the status document is strict JSON: non-finite values are null
-    generate_latest(make_registry(lambda: doc, CollectorStats()))
+    doc = status_document([state.snapshot()], DEFAULT_POLICY, now, [])
+    json.dumps(doc, allow_nan=False)
+    return generate_latest(make_registry(lambda: doc, CollectorStats()))
+
+
+@FUZZ
+@given(st.lists(any_line, max_size=60))
+def test_log_stream_and_state_take_any_sequence(lines):
+    exposition_of(lines, "r", 1_800_000_000.0)
 
 
 python_like = st.one_of(
@@ -164,14 +170,7 @@ def test_absurd_values_make_a_valid_exposition():
         "2025-11-11 18:06:04,000 - mmdet - INFO - Epoch [0][-10/0]\tlr: 1e309, eta: 99999 days, 0:00:00, time: -1, "
         "data_time: 0, memory: 1e308, loss_cls: nan, loss: inf",
     ]
-    stream = LogStream(2025)
-    state = RunState("absurd", "/w/absurd", "mmengine")
-    for line in lines:
-        state.apply_all(stream.feed(line), "s1")
-    state.apply_all(stream.flush(), "s1")
-    doc = status_document([state.snapshot()], DEFAULT_POLICY, 1_762_900_000.0, [])
-    json.dumps(doc, allow_nan=False)
-    text = generate_latest(make_registry(lambda: doc, CollectorStats())).decode()
+    text = exposition_of(lines, "absurd", 1_762_900_000.0).decode()
     assert 'trainwarden_train_loss{run="absurd"}' in text
     check = subprocess.run([promtool, "check", "metrics"], input=text, capture_output=True, text=True, timeout=30)
     assert check.returncode == 0, check.stdout + check.stderr

@@ -9,7 +9,7 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import run_cli, wait_for
+from conftest import Clock, run_cli, wait_for
 from sinks import HttpSink, SmtpSink
 
 from trainwarden.agent import Agent
@@ -17,13 +17,6 @@ from trainwarden.notify.service import Notifier
 from trainwarden.notify.targets import Target, mask_text, mask_url
 
 P = " - mmengine - INFO - "
-
-
-@pytest.fixture
-def sink():
-    s = HttpSink()
-    yield s
-    s.close()
 
 
 def cond(alert="TrainingLossExplosion", severity="critical", run="r1", **extra):
@@ -38,14 +31,6 @@ def doc_with(*conditions):
                                    "max_epochs": 5, "loss": 0.3, "evaluations": [], "conditions": []})
         runs[c["run"]]["conditions"].append(c)
     return {"runs": list(runs.values()), "conditions": []}
-
-
-class Clock:
-    def __init__(self) -> None:
-        self.t = 1_800_000_000.0
-
-    def __call__(self) -> float:
-        return self.t
 
 
 def notifier(tmp_path, targets, clock=None, **kw) -> Notifier:

@@ -182,9 +182,10 @@ class Notifier:
             if self._target_down.get(target_id, (0, 0.0))[1] > now:
                 continue  # a target that is down is tried on its own back-off, whatever new arrives meanwhile
             self._deliver(target, messages, now)
-        later = [max(m.get("next_attempt", now), self._target_down.get(m.get("target"), (0, 0.0))[1],
-                     now + self._next_token_in(m.get("target"), now)) - now
-                 for m in self.outbox.pending()]
+        pending = self.outbox.pending()
+        ready_at = {t: max(self._target_down.get(t, (0, 0.0))[1], now + self._next_token_in(t, now))
+                    for t in {m.get("target") for m in pending}}  # a target down, or out of send tokens
+        later = [max(m.get("next_attempt", now), ready_at[m.get("target")]) - now for m in pending]
         return max(0.2, min(later)) if later else 60.0
 
     # Sends per target come from a token bucket: a burst of BURST at once, then one every 60 / max_per_minute
