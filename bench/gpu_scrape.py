@@ -20,9 +20,9 @@ sys.path.insert(0, str(HERE.parent / "tests"))  # the fake pynvml the tests use
 
 import fake_pynvml as fake  # noqa: E402
 
-from trainwarden.agent import Agent  # noqa: E402
-from trainwarden.sources.host import HostSources  # noqa: E402
-from trainwarden.sources.nvml import Nvml  # noqa: E402
+from trainwarden.app.agent import Agent  # noqa: E402
+from trainwarden.ingest.host.nvml import Nvml  # noqa: E402
+from trainwarden.ingest.host.sources import HostSources  # noqa: E402
 
 
 def scrape_times(n_gpus: int, root: Path, scrapes: int) -> list[float]:

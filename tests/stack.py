@@ -17,12 +17,12 @@ import fake_pynvml
 from conftest import free_port, wait_for
 from sinks import HttpSink
 
-from trainwarden.agent import Agent
-from trainwarden.bridge import Bridge
-from trainwarden.notify.service import Notifier
-from trainwarden.notify.targets import Target
-from trainwarden.sources.host import HostSources
-from trainwarden.sources.nvml import Nvml
+from trainwarden.app.agent import Agent
+from trainwarden.app.bridge import Bridge
+from trainwarden.ingest.host.nvml import Nvml
+from trainwarden.ingest.host.sources import HostSources
+from trainwarden.outputs.notify.service import Notifier
+from trainwarden.outputs.notify.targets import Target
 
 ROOT = Path(__file__).parent.parent
 P = " - mmengine - INFO - "

@@ -14,7 +14,7 @@ import pytest
 from conftest import DESIGN, REAL, require_binary, wait_for
 from prometheus_client.parser import text_string_to_metric_families
 
-from trainwarden.agent import Agent
+from trainwarden.app.agent import Agent
 
 P = " - mmengine - INFO - "
 
@@ -194,8 +194,7 @@ def test_bad_input_never_stops_the_agent(tmp_path, agent_on):
 
 @pytest.mark.parametrize("enabled", [True, False])
 def test_best_checkpoint_backed_up_on_early_stop(tmp_path, agent_on, enabled):
-    from trainwarden.policy import Policy
-
+    from trainwarden.judge.policy import Policy
     root = tmp_path / "runs"
     shutil.copytree(DESIGN / "mmengine_kaist_resumed", root / "mmengine_kaist_resumed")
     wd = root / "mmengine_kaist_resumed"

@@ -65,8 +65,7 @@ def test_no_threshold_is_repeated_in_the_rules():
 
 
 def test_the_agent_judges_the_same_alert_names():
-    from trainwarden import conditions
-
+    from trainwarden.judge import conditions
     source = Path(conditions.__file__).read_text(encoding="utf-8")
     agent_alerts = set(re.findall(r'"((?:Training|GPU)\w+)"', source))
     rule_alerts = {r["alert"] for r in rules()} - {"TrainwardenAgentDown", "TrainwardenCollectorFailing",

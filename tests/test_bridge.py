@@ -10,9 +10,9 @@ import urllib.request
 import pytest
 from sinks import HttpSink
 
-from trainwarden.bridge import REPEAT_WINDOW_SECONDS, Bridge, alert_event
-from trainwarden.notify.service import Notifier
-from trainwarden.notify.targets import Target
+from trainwarden.app.bridge import REPEAT_WINDOW_SECONDS, Bridge, alert_event
+from trainwarden.outputs.notify.service import Notifier
+from trainwarden.outputs.notify.targets import Target
 
 ALERT = {
     "status": "firing",
@@ -81,7 +81,6 @@ def test_unauthorized_and_invalid_webhooks(bridge):
 
 
 def test_alertmanager_timestamps_with_nanoseconds():
-    from trainwarden.bridge import _timestamp
-
+    from trainwarden.app.bridge import _timestamp
     assert _timestamp("2026-11-26T10:00:00.123456789Z") == pytest.approx(_timestamp("2026-11-26T10:00:00Z") + 0.123456)
     assert _timestamp("0001-01-01T00:00:00Z") is None and _timestamp("garbage") is None

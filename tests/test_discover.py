@@ -7,8 +7,8 @@ import shutil
 
 import pytest
 
-from trainwarden.sources.discover import describe, find_work_dirs, list_checkpoints, run_names
-from trainwarden.sources.fleet import Fleet
+from trainwarden.ingest.files.discover import describe, find_work_dirs, list_checkpoints, run_names
+from trainwarden.ingest.fleet import Fleet
 
 
 def touch(path, data=b"x\n"):

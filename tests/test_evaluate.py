@@ -7,8 +7,8 @@ from dataclasses import replace
 
 import pytest
 
-from trainwarden.document import status_document
-from trainwarden.parse.records import (
+from trainwarden.judge.policy import DEFAULT_POLICY, PolicySet, policy_from_mapping
+from trainwarden.model import (
     CheckpointSaved,
     ConfigFacts,
     EarlyStopCheck,
@@ -17,7 +17,7 @@ from trainwarden.parse.records import (
     EvalRecord,
     TrainRecord,
 )
-from trainwarden.policy import DEFAULT_POLICY, PolicySet, policy_from_mapping
+from trainwarden.outputs.status import status_document
 from trainwarden.state import RunState
 
 T0 = 1_762_900_000.0

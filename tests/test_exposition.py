@@ -15,12 +15,12 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Histo
 from prometheus_client.exposition import generate_latest
 from prometheus_client.openmetrics.exposition import generate_latest as openmetrics_latest
 
-from trainwarden.agent import Agent
-from trainwarden.exposition import choose
-from trainwarden.notify.service import Notifier
-from trainwarden.notify.targets import Target
-from trainwarden.sources.host import HostSources
-from trainwarden.sources.nvml import Nvml
+from trainwarden.app.agent import Agent
+from trainwarden.ingest.host.nvml import Nvml
+from trainwarden.ingest.host.sources import HostSources
+from trainwarden.outputs.exposition import choose
+from trainwarden.outputs.notify.service import Notifier
+from trainwarden.outputs.notify.targets import Target
 
 PLAIN = ""
 OPENMETRICS = "application/openmetrics-text;version=1.0.0,application/openmetrics-text;version=0.0.1;q=0.75," \

@@ -20,11 +20,11 @@ from sinks import HttpSink
 from stack import first_lines, line, running_stack
 from test_agent import get, value
 
-from trainwarden.agent import Agent
-from trainwarden.notify.service import Notifier
-from trainwarden.notify.targets import Target
-from trainwarden.sources.host import HostSources
-from trainwarden.sources.nvml import Nvml
+from trainwarden.app.agent import Agent
+from trainwarden.ingest.host.nvml import Nvml
+from trainwarden.ingest.host.sources import HostSources
+from trainwarden.outputs.notify.service import Notifier
+from trainwarden.outputs.notify.targets import Target
 
 RED_LOSS = "[RED] TrainingLossExplosion - exp"
 RESOLVED_LOSS = "[RESOLVED] TrainingLossExplosion - exp"

@@ -17,19 +17,19 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from prometheus_client.exposition import generate_latest
 
-from trainwarden.bridge import Bridge, alert_event
-from trainwarden.config import ConfigError, load_config
-from trainwarden.document import status_document
-from trainwarden.export import CollectorStats, make_registry
-from trainwarden.notify.service import Notifier
+from trainwarden.app.bridge import Bridge, alert_event
+from trainwarden.app.config import ConfigError, load_config
+from trainwarden.judge.policy import DEFAULT_POLICY
+from trainwarden.model import Record
+from trainwarden.outputs.metrics import CollectorStats, make_registry
+from trainwarden.outputs.notify.service import Notifier
+from trainwarden.outputs.status import status_document
 from trainwarden.parse.configdump import parse_config_dump, parse_environment
 from trainwarden.parse.console import parse_console_line
 from trainwarden.parse.jsonlogs import parse_mmcv_json_line, parse_scalars_line, parse_test_dump
 from trainwarden.parse.messages import eta_seconds, parse_items, parse_message, to_float
 from trainwarden.parse.prefix import clean_line, split_header
-from trainwarden.parse.records import Record
 from trainwarden.parse.stream import LogStream
-from trainwarden.policy import DEFAULT_POLICY
 from trainwarden.state import RunState
 
 REAL_LINES = sorted({

@@ -12,9 +12,9 @@ import pytest
 from conftest import Clock, run_cli, wait_for
 from sinks import HttpSink, SmtpSink
 
-from trainwarden.agent import Agent
-from trainwarden.notify.service import Notifier
-from trainwarden.notify.targets import Target, mask_text, mask_url
+from trainwarden.app.agent import Agent
+from trainwarden.outputs.notify.service import Notifier
+from trainwarden.outputs.notify.targets import Target, mask_text, mask_url
 
 P = " - mmengine - INFO - "
 
@@ -214,8 +214,8 @@ def test_a_loss_explosion_reaches_the_phone_from_a_watched_run(tmp_path, sink):
 
 
 def test_alertmanager_mode_keeps_the_agent_quiet(tmp_path, sink):
-    from trainwarden.config import load_config
-    from trainwarden.notify.setup import build_notifier
+    from trainwarden.app.config import load_config
+    from trainwarden.app.notifier import build_notifier
 
     cfg_file = tmp_path / "c.yml"
     cfg_file.write_text(f"notify:\n  mode: alertmanager\n  targets:\n    - url: {sink.url()}\n", encoding="utf-8")
@@ -228,8 +228,7 @@ def test_alertmanager_mode_keeps_the_agent_quiet(tmp_path, sink):
 
 
 def test_url_from_environment_and_file(tmp_path, monkeypatch, sink):
-    from trainwarden.config import ConfigError, load_config
-
+    from trainwarden.app.config import ConfigError, load_config
     secret = tmp_path / "phone.url"
     secret.write_text(sink.url() + "\n", encoding="utf-8")
     monkeypatch.setenv("CHAT_URL", sink.url("chat"))
@@ -247,7 +246,7 @@ def test_url_from_environment_and_file(tmp_path, monkeypatch, sink):
 
 
 def test_a_combined_message_keeps_every_heading():
-    from trainwarden.notify.message import render_batch
+    from trainwarden.outputs.notify.message import render_batch
 
     messages = [{"title": f"[RED] TrainingLossExplosion - run{k:02d} on box", "body": "x" * 3000, "created": 1.8e9}
                 for k in range(50)]

@@ -9,7 +9,7 @@ import threading
 import fake_pynvml as fake
 import pytest
 
-from trainwarden.sources.nvml import THROTTLE_REASONS, Nvml
+from trainwarden.ingest.host.nvml import THROTTLE_REASONS, Nvml
 
 
 def facade(module, **kw) -> Nvml:

@@ -11,12 +11,7 @@ import time
 
 import pytest
 
-from trainwarden.parse.configdump import parse_config_dump
-from trainwarden.parse.console import parse_console_line
-from trainwarden.parse.jsonlogs import parse_mmcv_json_line, parse_scalars_line, parse_test_dump
-from trainwarden.parse.messages import eta_seconds, parse_message
-from trainwarden.parse.prefix import clean_line, split_header
-from trainwarden.parse.records import (
+from trainwarden.model import (
     BestCheckpointRemoved,
     BestCheckpointSaved,
     CheckpointDir,
@@ -30,6 +25,11 @@ from trainwarden.parse.records import (
     Resumed,
     TrainRecord,
 )
+from trainwarden.parse.configdump import parse_config_dump
+from trainwarden.parse.console import parse_console_line
+from trainwarden.parse.jsonlogs import parse_mmcv_json_line, parse_scalars_line, parse_test_dump
+from trainwarden.parse.messages import eta_seconds, parse_message
+from trainwarden.parse.prefix import clean_line, split_header
 from trainwarden.parse.stream import parse_lines
 
 HEADERS = [

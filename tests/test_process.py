@@ -14,10 +14,10 @@ import pytest
 from conftest import free_port, wait_for
 from test_agent import value
 
-from trainwarden.agent import Agent
-from trainwarden.sources.host import HostSources
-from trainwarden.sources.nvml import Nvml
-from trainwarden.sources.process import ProcessTracker, RunTarget
+from trainwarden.app.agent import Agent
+from trainwarden.ingest.host.nvml import Nvml
+from trainwarden.ingest.host.process import ProcessTracker, RunTarget
+from trainwarden.ingest.host.sources import HostSources
 
 CONFIG = "stage2_1_kaist_detonly_pure_detection.py"
 HOLD_LOG = "import sys, time; f = open(sys.argv[1], 'a'); time.sleep(float(sys.argv[2])); sys.exit(int(sys.argv[3]))"

@@ -14,7 +14,7 @@ import pytest
 from conftest import run_cli, wait_for
 from sinks import HttpSink
 
-from trainwarden.supervise import with_resume, work_dir_of
+from trainwarden.app.supervise import with_resume, work_dir_of
 
 # A stand-in for tools/train.py: writes an MMEngine log into its work dir like MMEngine does, then behaves as
 # told by its arguments (OOM, crash, success). The second attempt after an OOM must come with batch_size=2.

@@ -12,12 +12,12 @@ from conftest import DESIGN, REAL
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from trainwarden.document import run_document
-from trainwarden.evaluate import judge_state
+from trainwarden.ingest.files.scan import ScanLimits, scan_file
+from trainwarden.ingest.files.tail import FileTailer, decode_line
+from trainwarden.judge.lifecycle import judge_state
+from trainwarden.judge.policy import DEFAULT_POLICY
+from trainwarden.outputs.status import run_document
 from trainwarden.parse.stream import LogStream, parse_lines
-from trainwarden.policy import DEFAULT_POLICY
-from trainwarden.sources.scan import ScanLimits, scan_file
-from trainwarden.sources.tail import FileTailer, decode_line
 from trainwarden.state import RunState
 
 NOW = 2e9
@@ -75,8 +75,7 @@ def test_scan_matches_full_parse_on_every_fixture():
 
 
 def test_scan_on_a_long_generated_log_parses_few_lines(tmp_path):
-    from trainwarden.demo import DemoPlan, DemoWriter
-
+    from trainwarden.app.demo import DemoPlan, DemoWriter
     clock = iter(range(1_700_000_000, 1_800_000_000, 7))
     writer = DemoWriter(tmp_path, DemoPlan(max_epochs=3, iterations_per_epoch=20000), clock=lambda: next(clock))
     for _, write in writer.lines():

@@ -17,8 +17,8 @@ from pathlib import Path
 from conftest import free_port, run_cli, wait_for
 from stack import first_lines, line
 
-from trainwarden.cli import build_parser
-from trainwarden.config import DEFAULT_LISTEN
+from trainwarden.app.config import DEFAULT_LISTEN
+from trainwarden.cli.main import build_parser
 
 SECRET = "PLANTEDs3cretZq81"  # in URLs, tokens and files below; must appear nowhere the user or a scraper can see
 TOKEN = "PLANTEDtokenXk27f9a1b2c3"

@@ -15,7 +15,7 @@ import pytest
 from conftest import wait_for
 from stack import ROOT, get_json, line, running_stack
 
-from trainwarden.agent import Agent
+from trainwarden.app.agent import Agent
 
 
 @pytest.fixture

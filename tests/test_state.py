@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from trainwarden.evaluate import judge_state
-from trainwarden.parse.records import (
+from trainwarden.judge.lifecycle import judge_state
+from trainwarden.judge.policy import Policy
+from trainwarden.model import (
     CheckpointSaved,
     ConfigFacts,
     EarlyStopTriggered,
@@ -14,7 +15,6 @@ from trainwarden.parse.records import (
     Resumed,
     TrainRecord,
 )
-from trainwarden.policy import Policy
 from trainwarden.state import HISTORY_POINTS, MAX_EVALUATIONS, RECENT_TRAIN, RunState
 
 T0 = 1_762_900_000.0

@@ -6,7 +6,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from trainwarden.sources.tail import FileTailer
+from trainwarden.ingest.files.tail import FileTailer
 
 
 def append(path: Path, data: bytes) -> None:

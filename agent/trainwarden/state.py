@@ -12,7 +12,7 @@ import threading
 from collections import deque
 from dataclasses import dataclass, field
 
-from .parse.records import (
+from trainwarden.model import (
     ERROR_KINDS,
     BestCheckpointRemoved,
     BestCheckpointSaved,

@@ -10,7 +10,7 @@ import ast
 import re
 from typing import Any
 
-from .records import ConfigFacts
+from trainwarden.model import ConfigFacts
 
 _UNKNOWN = object()
 _VERSION = re.compile(r"^\s*(MMEngine|MMCV|MMDetection|MMSegmentation|MMPretrain|PyTorch|TorchVision|mmcv|mmdet)\s*:\s*(\S+)")

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import re
 
-from .records import ErrorLine
+from trainwarden.model import ErrorLine
 
 _PATTERNS: tuple[tuple[str, re.Pattern[str]], ...] = (
     (

@@ -8,8 +8,8 @@ from __future__ import annotations
 
 import json
 
-from .configdump import parse_config_dump
-from .records import EvalRecord, Record, TrainRecord
+from trainwarden.model import EvalRecord, Record, TrainRecord
+from trainwarden.parse.configdump import parse_config_dump
 
 _NON_METRIC = frozenset({"step", "epoch", "iter", "lr", "base_lr", "time", "data_time", "memory", "mode", "eta"})
 

@@ -11,7 +11,7 @@ import math
 import re
 import sys
 
-from .records import (
+from trainwarden.model import (
     BestCheckpointRemoved,
     BestCheckpointSaved,
     CheckpointDir,

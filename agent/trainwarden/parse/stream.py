@@ -7,11 +7,11 @@ hands every other line to the pure message and console parsers straight away: a 
 
 from __future__ import annotations
 
-from .configdump import parse_config_dump, parse_environment
-from .console import parse_console_line
-from .messages import parse_message
-from .prefix import clean_line, split_header
-from .records import ErrorLine, Record
+from trainwarden.model import ErrorLine, Record
+from trainwarden.parse.configdump import parse_config_dump, parse_environment
+from trainwarden.parse.console import parse_console_line
+from trainwarden.parse.messages import parse_message
+from trainwarden.parse.prefix import clean_line, split_header
 
 _BLOCK_MAX_LINES = 20000  # a config dump is a few hundred lines; bound the memory of a broken one
 

@@ -1,0 +1,34 @@
+"""Targets and the standalone notifier from the config file and `--notify` flags."""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+from pathlib import Path
+
+from trainwarden.app.config import default_state_dir
+from trainwarden.outputs.notify.service import Notifier
+from trainwarden.outputs.notify.targets import Target
+
+log = logging.getLogger("trainwarden.notify")
+
+
+def notify_targets(cfg, urls: list[str] | None):
+    return [*(Target(u) for u in urls or []), *cfg.notify.targets]
+
+
+def build_notifier(cfg, urls: list[str] | None, roots: list[Path]):
+    """The standalone notifier, or None: no target, or alerts go through Alertmanager and its bridge."""
+    targets = notify_targets(cfg, urls)
+    if not targets:
+        log.info("no notification target (--notify URL or notify.targets): conditions are shown, not sent")
+        return None
+    if cfg.notify.mode == "alertmanager":
+        log.info("notify.mode is alertmanager: the agent sends no notification itself")
+        return None
+    # one state folder per set of watched folders: two agents never share an outbox
+    scope = hashlib.sha256("|".join(sorted(str(r.absolute()) for r in roots)).encode()).hexdigest()[:12]
+    state = (cfg.notify.state_dir or default_state_dir()) / scope
+    log.info("notifying %s; outbox in %s", ", ".join(t.name for t in targets), state)
+    return Notifier(targets, state, cfg.notify.host, cfg.notify.resolve_after_seconds, cfg.notify.max_per_minute,
+                    log_lines=cfg.policies.default.log_lines_red)

@@ -1,0 +1,99 @@
+"""Every run under the watched PATHs: discovery of new work dirs and sessions, and routing of file events."""
+
+from __future__ import annotations
+
+import threading
+from pathlib import Path
+
+from trainwarden.ingest.files.discover import describe, find_work_dirs, run_names
+from trainwarden.ingest.reader import RunReader
+
+
+class Fleet:
+    def __init__(self, roots: list[Path], cold_scan: bool = True, consoles: list[tuple[str | None, Path]] = ()) -> None:
+        self.roots = [Path(r).absolute() for r in roots]
+        self.cold_scan = cold_scan
+        self.readers: dict[Path, RunReader] = {}
+        self.consoles = [(name, Path(p).absolute()) for name, p in consoles]  # `--console [RUN=]FILE`, not yet placed
+        self._lock = threading.Lock()  # guards `readers` between the worker and HTTP threads
+
+    def rediscover(self) -> bool:
+        """Find new work dirs and sessions and read what they hold. True if anything changed."""
+        found: list[Path] = []
+        for root in self.roots:
+            for wd in find_work_dirs(root):
+                if wd not in found:
+                    found.append(wd)
+        changed = self._forget_removed()
+        names = run_names(sorted(set(found) | set(self.readers)))
+        self._place_consoles(found, names)
+        for wd in found:
+            layout = describe(wd, names[wd])
+            reader = self.readers.get(wd)
+            if reader is None:
+                reader = RunReader(layout, cold_scan=self.cold_scan)
+                with self._lock:
+                    self.readers[wd] = reader
+                changed = True
+            else:
+                reader.state.name = names[wd]
+            changed |= reader.refresh(layout)
+        return changed
+
+    def _forget_removed(self) -> bool:
+        """Drop the runs whose work dir was deleted (cleaned up by hand): they are gone, not stalled. A root that is
+        itself missing (a network mount away for a while) drops nothing: its runs come back with it."""
+        gone = [wd for wd in self.readers
+                if not wd.is_dir() and any(root in wd.parents and root.is_dir() for root in self.roots)]
+        if gone:
+            with self._lock:
+                for wd in gone:
+                    del self.readers[wd]
+        return bool(gone)
+
+    def _place_consoles(self, found: list[Path], names: dict[Path, str]) -> None:
+        """Give each console capture named on the command line to its run: by name, by folder, or the only run."""
+        waiting = []
+        for name, path in self.consoles:
+            owners = [wd for wd in found if (name is not None and names[wd] == name)
+                      or (name is None and (wd in path.parents or len(found) == 1))]
+            if len(owners) == 1:
+                wd = owners[0]
+                if wd not in self.readers:
+                    self.readers[wd] = RunReader(describe(wd, names[wd]), cold_scan=self.cold_scan)
+                self.readers[wd].add_console(path)
+            else:
+                waiting.append((name, path))  # its run has not appeared yet
+        self.consoles = waiting
+
+    def poll(self, path: Path | None = None) -> bool:
+        """Read new bytes of every watched file, or only of the run that holds `path`."""
+        if path is not None:
+            reader = self.reader_for(path)
+            if reader is not None:
+                return reader.poll()
+            return False
+        changed = False
+        for reader in self.current_readers():
+            changed |= reader.poll()
+        return changed
+
+    def rescan_checkpoints(self) -> None:
+        for reader in self.current_readers():
+            reader.rescan_checkpoints()
+
+    def reader_for(self, path: Path) -> RunReader | None:
+        path = Path(path)
+        with self._lock:  # a dict lookup per folder up the path: this runs for every file event
+            for folder in (path, *path.parents):
+                reader = self.readers.get(folder)
+                if reader is not None:
+                    return reader
+        return None
+
+    def current_readers(self) -> list[RunReader]:
+        with self._lock:
+            return list(self.readers.values())
+
+    def snapshots(self) -> list[dict]:
+        return [r.state.snapshot() for r in sorted(self.current_readers(), key=lambda r: r.state.name)]

@@ -1,1 +1,0 @@
-"""Standalone notifications: conditions -> events (tracker) -> messages -> on-disk outbox -> apprise targets."""

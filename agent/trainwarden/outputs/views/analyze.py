@@ -1,0 +1,156 @@
+"""`trainwarden analyze`: the detailed analysis of one run (the user's monitor 2) as text, JSON or one
+self-contained HTML file with plots (inline SVG: no network, no scripts)."""
+
+from __future__ import annotations
+
+import html
+import math
+import time
+
+from trainwarden.judge.advice import plan_b, resume_command
+from trainwarden.judge.policy import Policy
+from trainwarden.outputs.views.svg import line_chart
+
+
+def analysis(doc: dict, snap: dict, policy: Policy) -> dict:
+    """Everything the report shows, as plain data (also `analyze --json`)."""
+    trend = doc.get("loss_trend")
+    band = doc["policy"].get("loss_range")
+    trend_verdict = None
+    if trend:
+        where = ("inside" if band and band[0] <= trend["mean_100"] <= band[1] else "outside") if band else "no band for"
+        trend_verdict = (f"mean {trend['mean_100']:.4f} over the last {trend['values']} logged values, "
+                         f"{'falling' if trend['falling'] else 'not falling'} ({trend['slope_per_log']:+.2e} per log), "
+                         f"{where} the healthy range" + (f" {band[0]}-{band[1]}" if band else ""))
+    history = [{"iteration": p["iteration"], "timestamp": p["timestamp"],
+                **{k: v if math.isfinite(v) else None for k, v in p["values"].items()}}  # JSON has no NaN
+               for p in snap["history"]]
+    return {
+        "run": doc["run"], "work_dir": doc["work_dir"], "state": doc["state"], "health": doc["health"],
+        "progress": {k: doc.get(k) for k in ("epoch", "max_epochs", "epoch_iteration", "iterations_per_epoch",
+                                             "iteration", "max_iterations", "progress_ratio",
+                                             "expected_completion_timestamp_seconds")},
+        "loss": {"latest": doc.get("loss"), "components": doc.get("losses"), "accuracy_ratio": doc.get("accuracy_ratio"),
+                 "grad_norm": doc.get("grad_norm"), "learning_rate": doc.get("learning_rate"), "trend": trend,
+                 "trend_verdict": trend_verdict},
+        "eval_key": doc.get("eval_key"),
+        "evaluations": doc["evaluations"],
+        "baselines": doc["policy"].get("baselines") or {},
+        "goal": doc["policy"].get("goal"),
+        "loss_band": band,
+        "loss_max": doc["policy"]["loss_max"],
+        "verdict": {"verdict": doc.get("verdict"), "rule": doc.get("verdict_rule"), "reasons": doc.get("verdict_reasons"),
+                    "advice": doc.get("advice")},
+        "plan_b": doc.get("plan_b") or [],
+        "early_stop": doc.get("early_stop_analysis"),
+        "conditions": [{k: c[k] for k in ("alert", "severity", "summary")} for c in doc.get("conditions", [])],
+        "next_step": {
+            "advice": doc.get("advice"),
+            "commands": {"read the log": f"trainwarden tail {doc['work_dir']} -n 50",
+                         "resume from the newest checkpoint": resume_command(doc, policy),
+                         "resume with half the batch size": resume_command(doc, policy, smaller_batch=True),
+                         "Plan B": plan_b(policy).split(": ", 1)[1]},
+        },
+        "history": history,
+    }
+
+
+def _fmt(v, spec: str = ".4f") -> str:
+    return "—" if v is None or (isinstance(v, float) and not math.isfinite(v)) else format(v, spec)
+
+
+def render_text(a: dict, console) -> None:
+    p = a["progress"]
+    console.print(f"[bold]{a['run']}[/]  {a['state']}  health [bold]{a['health']}[/]  ({a['work_dir']})")
+    console.print(f"progress: epoch {p['epoch']}/{p['max_epochs']} [{p['epoch_iteration']}/{p['iterations_per_epoch']}], "
+                  f"iteration {p['iteration']}/{p['max_iterations']} ({_fmt((p['progress_ratio'] or 0) * 100, '.1f')}%)")
+    loss = a["loss"]
+    comps = ", ".join(f"{k} {_fmt(v)}" for k, v in (loss["components"] or {}).items())
+    console.print(f"loss {_fmt(loss['latest'])} ({comps}); acc {_fmt((loss['accuracy_ratio'] or 0) * 100, '.1f')}%, "
+                  f"grad_norm {_fmt(loss['grad_norm'], '.2f')}, lr {_fmt(loss['learning_rate'], '.2e')}")
+    console.print(f"loss trend: {loss['trend_verdict'] or 'not enough logged values yet'}")
+    console.print(f"\n[bold]evaluations[/] ({a['eval_key']}, goal {a['goal']}):")
+    for e in a["evaluations"]:
+        value = e["metrics"].get(a["eval_key"])
+        mark = "" if e["met"] is None else (" [green]met[/]" if e["met"] else " [red]below[/]")
+        where = f"epoch {e['epoch']}" if e["epoch"] is not None else f"iteration {e['iteration']}"
+        console.print(f"  {where}: {_fmt(value)} target {_fmt(e['target'], '.2f')}{mark}")
+    for name, value in a["baselines"].items():
+        console.print(f"  baseline {name}: {value}")
+    v = a["verdict"]
+    console.print(f"\n[bold]verdict[/]: {v['verdict']} - {v['rule']}")
+    for check in a["plan_b"]:
+        console.print(f"  Plan B condition {'[red]MET[/]' if check['met'] else 'not met'}: {check['condition']} "
+                      f"({check['detail']})")
+    es = a["early_stop"]
+    if es:
+        console.print(f"\n[bold]early stop[/]: counter {es['counter']}/{es['patience']}, threshold {es['threshold']}, "
+                      f"triggered {es['triggered']}, lr {_fmt(es['learning_rate'], '.2e')}")
+        for hint in es["misfire_hints"]:
+            console.print(f"  hint: {hint}")
+        for step in es["recovery"]:
+            console.print(f"  recovery: {step}")
+    console.print(f"\n[bold]next step[/]: {a['next_step']['advice']}")
+    for label, command in a["next_step"]["commands"].items():
+        console.print(f"  {label}: {command}")
+
+
+def render_html(a: dict) -> str:
+    hist = a["history"]
+    loss_series = [("loss", [(h["iteration"], h.get("loss")) for h in hist if h.get("iteration") is not None])]
+    for comp in (a["loss"]["components"] or {}):
+        loss_series.append((comp, [(h["iteration"], h.get(comp)) for h in hist if h.get("iteration") is not None]))
+    band_values = tuple(a["loss_band"]) if a.get("loss_band") else None
+    key = a["eval_key"]
+    evals = [e for e in a["evaluations"] if e["mode"] == "val" and key in e["metrics"]]
+    x_of = (lambda e: e["epoch"]) if evals and evals[0]["epoch"] is not None else (lambda e: e["iteration"])
+    metric = [(f"{key}", [(x_of(e), e["metrics"][key]) for e in evals])]
+    if any(e["target"] is not None for e in evals):
+        metric.append(("target", [(x_of(e), e["target"]) for e in evals if e["target"] is not None]))
+    hlines = [(f"baseline: {name}", value, "#9467bd") for name, value in a["baselines"].items()]
+    if a.get("goal") is not None:
+        hlines.append(("goal", a["goal"], "#2ca02c"))
+    lr = [("lr", [(h["iteration"], h.get("lr")) for h in hist if h.get("iteration") is not None])]
+    charts = [
+        line_chart(loss_series, "Loss and components over iterations", band=band_values, band_label="healthy loss",
+                   hlines=[("explosion", a["loss_max"], "#d62728")]
+                   if any((h.get("loss") or 0) > 0.8 * a["loss_max"] for h in hist) else [],
+                   x_label="iteration"),
+        line_chart(metric, f"{key} per {'epoch' if evals and evals[0]['epoch'] is not None else 'iteration'}",
+                   hlines=hlines, x_label="epoch" if evals and evals[0]["epoch"] is not None else "iteration"),
+        line_chart(lr, "Learning rate over iterations", x_label="iteration", log_y=True),
+    ]
+    rows = "".join(
+        f"<tr><td>{html.escape(str(e['epoch'] if e['epoch'] is not None else e['iteration']))}</td>"
+        f"<td>{_fmt(e['metrics'].get(key))}</td><td>{_fmt(e['target'], '.2f')}</td>"
+        f"<td>{'' if e['met'] is None else ('met' if e['met'] else 'below')}</td></tr>" for e in evals)
+    checks = "".join(f"<li>{'<b>met</b>' if c['met'] else 'not met'}: {html.escape(c['condition'])} "
+                     f"({html.escape(c['detail'])})</li>" for c in a["plan_b"])
+    commands = "".join(f"<dt>{html.escape(k)}</dt><dd><code>{html.escape(v)}</code></dd>"
+                       for k, v in a["next_step"]["commands"].items())
+    es = a["early_stop"]
+    es_html = ""
+    if es:
+        es_html = (f"<h2>Early stop</h2><p>counter {es['counter']}/{es['patience']}, threshold {es['threshold']}, "
+                   f"triggered {es['triggered']}</p><ul>"
+                   + "".join(f"<li>{html.escape(h)}</li>" for h in es["misfire_hints"] + es["recovery"]) + "</ul>")
+    conds = "".join(f"<li class='{c['severity']}'>{html.escape(c['severity'])} {html.escape(c['alert'])}: "
+                    f"{html.escape(c['summary'])}</li>" for c in a["conditions"])
+    v = a["verdict"]
+    p = a["progress"]
+    return f"""<!doctype html><html><head><meta charset="utf-8"><title>trainwarden analysis: {html.escape(a['run'])}</title>
+<style>body{{font-family:system-ui,sans-serif;margin:2em;max-width:1000px;color:#222}}
+.red,.critical{{color:#b00}} .yellow,.warning{{color:#a60}} .green{{color:#070}} code{{background:#f4f4f4;padding:2px 4px}}
+table{{border-collapse:collapse}} td,th{{padding:2px 10px;border-bottom:1px solid #ddd}}</style></head><body>
+<h1>{html.escape(a['run'])} <span class="{html.escape(a['health'] or '')}">{html.escape(a['health'] or '')}</span></h1>
+<p>{html.escape(a['state'])} · epoch {p['epoch']}/{p['max_epochs']} · iteration {p['iteration']}/{p['max_iterations']} ·
+{html.escape(a['work_dir'])} · written {time.strftime('%Y-%m-%d %H:%M')}</p>
+<h2>Verdict: {html.escape(str(v['verdict']))}</h2><p>{html.escape(str(v['rule']))}</p>
+<p><b>Next step:</b> {html.escape(str(a['next_step']['advice'])).replace(chr(10), '<br>')}</p><dl>{commands}</dl>
+<ul>{conds}</ul>
+<h2>Loss</h2><p>{html.escape(a['loss']['trend_verdict'] or 'not enough logged values yet')}</p>
+{charts[0]}
+<h2>Evaluations</h2>{charts[1]}<table><tr><th>epoch</th><th>{html.escape(str(key))}</th><th>target</th><th></th></tr>{rows}</table>
+<h2>Plan B start conditions</h2><ul>{checks}</ul>{es_html}
+<h2>Learning rate</h2>{charts[2]}
+</body></html>"""
