@@ -23,9 +23,10 @@ from trainwarden.ingest.files.lines import last_lines
 from trainwarden.ingest.fleet import Fleet
 from trainwarden.ingest.host.sources import HostSources
 from trainwarden.judge.policy import DEFAULT_POLICY, Policy, PolicySet, as_policy_set
+from trainwarden.model import RunReport, StatusReport
 from trainwarden.outputs.metrics import CollectorStats, make_registry
 from trainwarden.outputs.notify.service import Notifier
-from trainwarden.outputs.status import status_document
+from trainwarden.outputs.status import document, status_report
 
 log = logging.getLogger("trainwarden.app.agent")
 _REDISCOVER = object()
@@ -106,8 +107,8 @@ class Agent:
         self._doc_cache: tuple | None = None
         self._observer = None
         self._worker: threading.Thread | None = None
-        self.registry = make_registry(self.status_document, self.stats)
-        app = WebApp(registry=self.registry, status=self.status_document, tail=self.tail)
+        self.registry = make_registry(self.status_report, self.stats)
+        app = WebApp(registry=self.registry, status=self.status_report, tail=self.tail)
         self.server = make_server(app, host, port)
         self._server_thread: threading.Thread | None = None
 
@@ -117,7 +118,7 @@ class Agent:
         return str(host), int(port)
 
     # -- reading (HTTP threads) ------------------------------------------------------------------------------
-    def status_document(self) -> dict:
+    def status_report(self) -> StatusReport:
         """Built at each request from the latest snapshots, with the GPUs read then; reused for up to a second
         while no run changed (a dashboard scraping every few milliseconds costs one build a second)."""
         readers = self.fleet.current_readers()
@@ -126,17 +127,19 @@ class Agent:
             cached = self._doc_cache
             if cached is not None and cached[0] == key and time.monotonic() - cached[1] < 1.0:
                 return cached[2]
-            doc = self._build_document()
-            self._doc_cache = (key, time.monotonic(), doc)
-            return doc
+            report = self._build_report()
+            self._doc_cache = (key, time.monotonic(), report)
+            return report
 
-    def _build_document(self) -> dict:
+    def status_document(self) -> dict:
+        """The status report as JSON-ready data (what /api/runs serves)."""
+        return document(self.status_report())
+
+    def _build_report(self) -> StatusReport:
         reading = self.host.sample_gpus()
         self.stats.success["gpu"] = reading.ok
         self.stats.duration_seconds["gpu"] = reading.duration_seconds
-        doc = status_document(self.fleet.snapshots(), self.policy, self.clock(), reading.gpus)
-        doc["gpu_error"] = reading.error
-        return doc
+        return status_report(self.fleet.snapshots(), self.policy, self.clock(), reading.gpus, reading.error)
 
     def tail_lines(self, run: str, n: int) -> list[str]:
         found = self.tail(run, n)
@@ -324,30 +327,30 @@ class Agent:
     def _evaluate(self) -> None:
         """Judge every run, hand the conditions to the notifier (standalone mode), back up best checkpoints."""
         self._changed = False
-        if self.notifier is None and not any((r.state.early_stop or {}).get("triggered")
+        if self.notifier is None and not any(r.state.early_stop is not None and r.state.early_stop.triggered
                                              for r in self.fleet.current_readers()):
             return  # nothing to notify and no best checkpoint to back up: the scrapes judge for themselves
         try:
-            doc = self.status_document()
+            report = self.status_report()
             if self.notifier is not None:
-                self.notifier.handle(doc, self.tail_lines)
-            for run in doc["runs"]:
-                if (run.get("early_stopping") or {}).get("triggered"):
+                self.notifier.handle(report, self.tail_lines)
+            for run in report.runs:
+                if run.early_stopping is not None and run.early_stopping.triggered:
                     self._backup_best(run)
         except Exception:  # a notification problem must never stop the reading
             log.exception("evaluating conditions for notification failed")
 
-    def _backup_best(self, run: dict) -> None:
+    def _backup_best(self, run: RunReport) -> None:
         """On an early-stop trigger, copy the best checkpoint to a backup name before anything removes it (the
         guide does it by hand: best_pascal_voc_mAP_epoch_2.pth -> stage2_1_backup_ep2.pth)."""
-        policy = as_policy_set(self.policy).for_run(run["run"])
-        best = run.get("best") or {}
-        if not policy.early_stop_backup or not best.get("checkpoint"):
+        policy = as_policy_set(self.policy).for_run(run.run)
+        best = run.best
+        if not policy.early_stop_backup or best is None or not best.checkpoint:
             return
-        work_dir = Path(run["work_dir"])
-        source = work_dir / best["checkpoint"]
-        number = best.get("epoch") if best.get("epoch") is not None else best.get("iteration")
-        target = work_dir / f"{run['run'].replace('/', '_')}_backup_{'ep' if best.get('epoch') is not None else 'it'}{number}.pth"
+        work_dir = Path(run.work_dir)
+        source = work_dir / best.checkpoint
+        number = best.epoch if best.epoch is not None else best.iteration
+        target = work_dir / f"{run.run.replace('/', '_')}_backup_{'ep' if best.epoch is not None else 'it'}{number}.pth"
         if target.exists() or not source.is_file() or target in self._backups:
             return
         self._backups.add(target)
@@ -357,9 +360,9 @@ class Agent:
             try:
                 shutil.copy2(source, tmp)
                 os.replace(tmp, target)
-                log.info("run %s: early stop triggered; best checkpoint backed up to %s", run["run"], target)
+                log.info("run %s: early stop triggered; best checkpoint backed up to %s", run.run, target)
             except OSError as exc:
-                log.warning("run %s: cannot back up %s (%s)", run["run"], source, exc.strerror or exc)
+                log.warning("run %s: cannot back up %s (%s)", run.run, source, exc.strerror or exc)
                 self._backups.discard(target)
 
         threading.Thread(target=copy, name="backup", daemon=True).start()

@@ -23,7 +23,9 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metri
 from prometheus_client.registry import Collector, CollectorRegistry
 
 from trainwarden import __version__
+from trainwarden.model import Condition, Severity
 from trainwarden.outputs.exposition import choose as choose_encoder
+from trainwarden.outputs.metrics import notifier_families
 from trainwarden.outputs.notify.message import render
 from trainwarden.outputs.notify.service import Notifier
 
@@ -43,7 +45,7 @@ def _timestamp(text: object) -> float | None:
         return None
 
 
-def alert_event(alert: dict, received: float) -> tuple[str, str, dict] | None:
+def alert_event(alert: dict, received: float) -> tuple[str, str, Condition] | None:
     """(message id, kind, condition) of one Alertmanager alert, or None when it is not one."""
     labels = alert.get("labels")
     annotations = alert.get("annotations")
@@ -58,16 +60,16 @@ def alert_event(alert: dict, received: float) -> tuple[str, str, dict] | None:
     since = _timestamp(alert.get("startsAt"))
     window = math.floor((received - (since or 0)) / REPEAT_WINDOW_SECONDS) if status == "firing" else 0
     fingerprint = alert.get("fingerprint") or json.dumps(labels, sort_keys=True)
-    condition = {
-        "alert": name,
-        "severity": labels.get("severity", "warning"),
-        "summary": annotations.get("summary") or name,
-        "description": annotations.get("description") or "",
-        "runbook": annotations.get("runbook"),
-        "run": labels.get("run"),
-        "since": since,
-        "labels": labels,
-    }
+    condition = Condition(
+        alert=name,
+        severity=Severity.of(labels.get("severity", "warning")),
+        summary=annotations.get("summary") or name,
+        description=annotations.get("description") or "",
+        runbook=annotations.get("runbook"),
+        since=since,
+        run=labels.get("run"),
+        labels=labels,
+    )
     return f"am|{fingerprint}|{status}|{alert.get('startsAt')}|{window}", status, condition
 
 
@@ -90,17 +92,7 @@ class BridgeStats(Collector):
         for k, v in sorted(self.alerts.items()):
             alerts.add_metric([k], v)
         yield alerts
-        sent = CounterMetricFamily("trainwarden_notifications", "Notifications delivered, by severity.", labels=["severity"])
-        failed = CounterMetricFamily("trainwarden_notifications_failed", "Failed delivery attempts, by severity.",
-                                     labels=["severity"])
-        for severity in ("critical", "warning", "info"):
-            sent.add_metric([severity], self.notifier.sent.get(severity, 0))
-            failed.add_metric([severity], self.notifier.failed.get(severity, 0))
-        yield sent
-        yield failed
-        queue = GaugeMetricFamily("trainwarden_notification_queue_length", "Notifications waiting in the outbox.")
-        queue.add_metric([], self.notifier.queue_length())
-        yield queue
+        yield from notifier_families(self.notifier)
 
 
 class Bridge:
@@ -130,9 +122,9 @@ class Bridge:
             if event is None:
                 continue
             message_id, kind, condition = event
-            title, body = render(kind, condition, None, condition["labels"].get("instance") or self.notifier.host,
+            title, body = render(kind, condition, None, condition.labels.get("instance") or self.notifier.host,
                                  resolved_at=_timestamp(alert.get("endsAt")) if kind == "resolved" else None)
-            new = self.notifier.notice(message_id, condition["severity"], title, body, kind=kind)
+            new = self.notifier.notice(message_id, condition.severity.value, title, body, kind=kind)
             self.stats.alerts["queued" if new else "duplicate"] += 1
             queued += bool(new)
         return queued

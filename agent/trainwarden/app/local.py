@@ -7,6 +7,7 @@ import time
 from pathlib import Path
 
 from trainwarden.errors import NothingFound, UsageError
+from trainwarden.model import StatusReport
 
 
 def console_files(specs: list[str] | None) -> list[tuple[str | None, Path]]:
@@ -22,10 +23,10 @@ def console_files(specs: list[str] | None) -> list[tuple[str | None, Path]]:
     return out
 
 
-def local_status(paths: list[Path], cfg, consoles=()) -> dict:
+def local_status(paths: list[Path], cfg, consoles=()) -> StatusReport:
     from trainwarden.ingest.fleet import Fleet
     from trainwarden.ingest.host.sources import HostSources
-    from trainwarden.outputs.status import status_document
+    from trainwarden.outputs.status import status_report
 
     fleet = Fleet(paths, consoles=list(consoles))
     fleet.rediscover()
@@ -34,9 +35,7 @@ def local_status(paths: list[Path], cfg, consoles=()) -> dict:
     logging.getLogger("trainwarden.nvml").setLevel(logging.ERROR)  # said in the document, not as a warning
     reading = host.sample_gpus()
     host.close()
-    doc = status_document(fleet.snapshots(), cfg.policies, time.time(), reading.gpus)
-    doc["gpu_error"] = reading.error
-    return doc
+    return status_report(fleet.snapshots(), cfg.policies, time.time(), reading.gpus, reading.error)
 
 
 def local_tail(path: Path, run: str | None, n: int) -> list[str]:

@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from urllib.parse import quote
+
+from trainwarden.model import StatusReport
+from trainwarden.model.codec import from_plain
 
 TIMEOUT_SECONDS = 10
 
@@ -32,22 +36,37 @@ def _get(url: str, params: dict | None = None) -> dict:
         raise RemoteError(f"{url}: the answer is not JSON (is this a trainwarden agent?)") from None
 
 
-def fetch_status(base: str) -> dict:
+def fetch_status(base: str) -> StatusReport:
+    """Another agent's status document, read into the same types as a local one; each run and GPU says its source."""
     doc = _get(base.rstrip("/") + "/api/runs")
     if not isinstance(doc, dict) or not isinstance(doc.get("runs"), list):
         raise RemoteError(f"{base}: the answer is not a trainwarden status document")
-    for run in doc["runs"]:
-        run["source"] = base
-    for gpu in doc.get("gpus") or []:
-        gpu["source"] = base
-    return doc
+    try:
+        report = from_plain(StatusReport, doc)
+    except (TypeError, ValueError) as exc:
+        raise RemoteError(f"{base}: the answer is not a trainwarden status document ({exc})") from None
+    return replace(report, runs=tuple(replace(r, source=base) for r in report.runs),
+                   gpus=tuple(replace(g, source=base) for g in report.gpus))
+
+
+def gather(local: StatusReport | None, urls: list[str]) -> tuple[StatusReport, list[str]]:
+    """This machine's runs (when read) and every agent's, side by side; the agents that could not be read are
+    named, not fatal: one host down must not hide the others."""
+    report = local if local is not None else StatusReport()
+    unreachable = []
+    for url in urls:
+        try:
+            report = report.merged(fetch_status(url))
+        except RemoteError as exc:
+            unreachable.append(str(exc))
+    return report, unreachable
 
 
 def fetch_tail(base: str, run: str | None, n: int) -> dict:
     if run is None:
-        runs = fetch_status(base)["runs"]
+        runs = fetch_status(base).runs
         if len(runs) != 1:
-            names = ", ".join(r["run"] for r in runs) or "none"
+            names = ", ".join(r.run for r in runs) or "none"
             raise RemoteError(f"{base} watches {len(runs)} runs ({names}): name one with --run")
-        run = runs[0]["run"]
+        run = runs[0].run
     return _get(f"{base.rstrip('/')}/api/runs/{quote(run, safe='')}/log", {"lines": n})

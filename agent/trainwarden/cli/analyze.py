@@ -8,7 +8,8 @@ from pathlib import Path
 
 from trainwarden.ingest.files.discover import describe, find_work_dirs, run_names
 from trainwarden.ingest.reader import RunReader
-from trainwarden.outputs.status import status_document, to_json
+from trainwarden.model import Health
+from trainwarden.outputs.status import status_report, to_json
 from trainwarden.outputs.views.analyze import analysis, render_html, render_text
 from trainwarden.outputs.views.status_table import make_console
 
@@ -25,9 +26,9 @@ def run_analyze(path: Path, run: str | None, cfg, as_json: bool, html_file: Path
     reader = RunReader(describe(wd, names[wd]), cold_scan=False)  # every line: the whole history for the plots
     reader.refresh()
     snap = reader.state.snapshot()
-    policy = cfg.policies.for_run(snap["run"])
-    doc = status_document([snap], cfg.policies, time.time())["runs"][0]
-    report = analysis(doc, snap, policy)
+    policy = cfg.policies.for_run(snap.run)
+    run_report = status_report([snap], cfg.policies, time.time()).runs[0]
+    report = analysis(run_report, snap, policy)
     if as_json:
         sys.stdout.write(to_json(report).decode("utf-8") + "\n")
     elif html_file is not None:
@@ -35,4 +36,4 @@ def run_analyze(path: Path, run: str | None, cfg, as_json: bool, html_file: Path
         print(f"wrote {html_file}")
     else:
         render_text(report, make_console())
-    return 3 if doc["health"] == "red" else 0
+    return 3 if run_report.health == Health.RED else 0

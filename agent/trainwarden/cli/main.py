@@ -8,7 +8,6 @@ import argparse
 import logging
 import signal
 import sys
-import time
 from enum import IntEnum
 from pathlib import Path
 
@@ -105,7 +104,9 @@ def _stop_on_signals(agent) -> None:
 
 def cmd_status(args: argparse.Namespace) -> ExitCode:
     from trainwarden.app.local import console_files, local_status
-    from trainwarden.app.remote import RemoteError, fetch_status, is_url
+    from trainwarden.app.remote import gather, is_url
+    from trainwarden.model import Health
+
     cfg = load_config(args.config_file)
     targets = list(args.paths) + [str(p) for p in cfg.watch]
     if not targets:
@@ -114,35 +115,23 @@ def cmd_status(args: argparse.Namespace) -> ExitCode:
     missing = [str(p) for p in local if not p.exists()]
     if missing:
         raise UsageError(f"status: no such folder: {', '.join(missing)}")
-    doc: dict = {"runs": [], "gpus": [], "timestamp": time.time()}
-    if local:
-        part = local_status(local, cfg, console_files(args.console))
-        doc["runs"] += part["runs"]
-        doc["gpus"] += part["gpus"]
-        doc["gpu_error"] = part["gpu_error"]
-    unreachable = []
-    for url in (t for t in targets if is_url(t)):
-        try:
-            part = fetch_status(url)
-        except RemoteError as exc:  # one host down must not hide the others
-            unreachable.append(str(exc))
-            continue
-        doc["runs"] += part["runs"]
-        doc["gpus"] += part.get("gpus") or []
+    part = local_status(local, cfg, console_files(args.console)) if local else None
+    report, unreachable = gather(part, [t for t in targets if is_url(t)])
     if args.json:
         from trainwarden.outputs.status import to_json
-        sys.stdout.write(to_json(doc).decode("utf-8") + "\n")
+
+        sys.stdout.write(to_json(report).decode("utf-8") + "\n")
     else:
         from trainwarden.outputs.views.status_table import render_status
 
-        render_status(doc)
+        render_status(report)
     for problem in unreachable:
         print(f"trainwarden: cannot read agent: {problem}", file=sys.stderr)
     if unreachable:
         return ExitCode.FAILURE
-    if not doc["runs"]:
+    if not report.runs:
         raise NothingFound(f"no runs found under {', '.join(targets)}")
-    return ExitCode.RED if any(r.get("health") == "red" for r in doc["runs"]) else ExitCode.OK
+    return ExitCode.RED if any(r.health == Health.RED for r in report.runs) else ExitCode.OK
 
 
 def cmd_tail(args: argparse.Namespace) -> ExitCode:

@@ -1,61 +1,93 @@
-"""The concrete next steps of the user's guide, as commands for this run: read the log, resume from the newest
-checkpoint, lower the batch size, start Plan B. Pure: run document and policy in, text out."""
+"""The concrete next steps, as commands for this run: read the log, resume from the newest checkpoint, lower the
+batch size. One builder for every resume command (the advice in a page, `analyze`, and `trainwarden run
+--auto-resume` rewriting the user's own command). Pure."""
 
 from __future__ import annotations
 
 import shlex
-from pathlib import Path
+from dataclasses import dataclass
+from pathlib import PurePath
 
 from trainwarden.judge.policy import Policy
 
+RESUME_FLAGS = ("--resume", "--auto-resume", "--resume-from")
 
-def _q(text: str) -> str:
+
+@dataclass(frozen=True, slots=True)
+class RunPlace:
+    """What a resume command needs to know of a run (from a snapshot or from a status document's run)."""
+
+    work_dir: str
+    config_file: str | None  # the config copy the trainer wrote into the work dir
+    framework: str
+    newest_checkpoint: str | None
+    batch_size: int | None
+
+
+def quote(text: str) -> str:
     return shlex.quote(text) if any(c in text for c in " '\"$&;|()<>") else text
 
 
-def config_path(run: dict) -> str:
+def config_path(place: RunPlace) -> str:
     """The config copy MMEngine/mmcv wrote into the work dir (a full config that resumes the same run)."""
-    return str(Path(run["work_dir"]) / run["config"]) if run.get("config") else "CONFIG.py"
+    return str(PurePath(place.work_dir) / place.config_file) if place.config_file else "CONFIG.py"
 
 
-def half_batch(run: dict) -> int | None:
-    size = run.get("batch_size")
+def half_batch(size: int | None) -> int | None:
     return max(1, size // 2) if isinstance(size, int) and size > 1 else None
 
 
-def resume_command(run: dict, policy: Policy, smaller_batch: bool = False) -> str:
-    ckpt = run.get("newest_checkpoint")
-    parts = ["python", policy.train_script, _q(config_path(run)), "--work-dir", _q(run["work_dir"])]
-    if run.get("framework") == "mmcv":
-        parts += ["--resume-from", _q(ckpt)] if ckpt else ["--auto-resume"]
+def batch_key(framework: str) -> str:
+    return "data.samples_per_gpu" if framework == "mmcv" else "train_dataloader.batch_size"
+
+
+def with_batch(argv: list[str], framework: str, batch_size: int) -> list[str]:
+    """`argv` with the batch size set through --cfg-options (replacing one already given)."""
+    key = batch_key(framework)
+    out = [a for a in argv if not a.startswith(key + "=")]
+    if "--cfg-options" in out:
+        out.insert(out.index("--cfg-options") + 1, f"{key}={batch_size}")
     else:
-        parts += ["--resume", _q(ckpt)] if ckpt else ["--resume"]
-    if smaller_batch and (half := half_batch(run)) is not None:
-        key = "data.samples_per_gpu" if run.get("framework") == "mmcv" else "train_dataloader.batch_size"
-        parts += ["--cfg-options", f"{key}={half}"]
+        out += ["--cfg-options", f"{key}={batch_size}"]
+    return out
+
+
+def with_resume(argv: list[str], framework: str, batch_size: int | None = None) -> list[str]:
+    """The user's own training command, resuming from the newest checkpoint and (when given) another batch size."""
+    out = list(argv)
+    if not any(a in RESUME_FLAGS or a.startswith("--resume=") for a in out):
+        out.append("--auto-resume" if framework == "mmcv" else "--resume")
+    return with_batch(out, framework, batch_size) if batch_size is not None else out
+
+
+def resume_command(place: RunPlace, policy: Policy, smaller_batch: bool = False) -> str:
+    ckpt = place.newest_checkpoint
+    parts = ["python", policy.train_script, quote(config_path(place)), "--work-dir", quote(place.work_dir)]
+    if place.framework == "mmcv":
+        parts += ["--resume-from", quote(ckpt)] if ckpt else ["--auto-resume"]
+    else:
+        parts += ["--resume", quote(ckpt)] if ckpt else ["--resume"]
+    if smaller_batch and (half := half_batch(place.batch_size)) is not None:
+        parts = with_batch(parts, place.framework, half)
     return " ".join(parts)
 
 
-def batch_hint(run: dict) -> str:
-    half = half_batch(run)
+def batch_hint(place: RunPlace, policy: Policy) -> str:
+    half = half_batch(place.batch_size)
     if half is None:
-        return "lower the batch size (the guide: 4 -> 2)"
-    return f"lower batch_size from {run['batch_size']} to {half}"
+        return f"lower the batch size ({policy.batch_size_advice})"
+    return f"lower batch_size from {place.batch_size} to {half}"
 
 
-def red_steps(run: dict, policy: Policy, oom: bool = False) -> str:
-    """What the guide says to do on red: read the log's last lines, resume from the newest checkpoint, and (on
-    out of memory) with half the batch size."""
-    ckpt = run.get("newest_checkpoint") or "no checkpoint yet: restart from scratch"
+def red_steps(place: RunPlace, policy: Policy, oom: bool = False) -> str:
+    """What to do on red: read the log's last lines, resume from the newest checkpoint, and (on out of memory)
+    with half the batch size."""
+    ckpt = place.newest_checkpoint or "no checkpoint yet: restart from scratch"
     steps = [
-        f"1. read the last {policy.log_lines_red} log lines: trainwarden tail {_q(run['work_dir'])} -n {policy.log_lines_red}",
+        f"1. read the last {policy.log_lines_red} log lines: trainwarden tail {quote(place.work_dir)} -n {policy.log_lines_red}",
         f"2. newest checkpoint: {ckpt}",
-        f"3. resume: {resume_command(run, policy, smaller_batch=oom)}",
+        f"3. resume: {resume_command(place, policy, smaller_batch=oom)}",
     ]
     if oom:
-        steps.append(f"4. out of GPU memory: {batch_hint(run)} (already in the command above)")
+        steps.append(f"4. out of GPU memory: {batch_hint(place, policy)} (already in the command above)")
     return "\n".join(steps)
-
-
-def plan_b(policy: Policy) -> str:
-    return f"start Plan B: {policy.plan_b_command}"

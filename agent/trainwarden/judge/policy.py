@@ -1,5 +1,5 @@
 """The policy: every threshold trainwarden judges a run by, in one place. The defaults are the user's guide
-(DESIGN.md section 2); the config file's `policy:` section overrides them for every run, and `runs.NAME.policy`
+(docs/guide.md); the config file's `policy:` section overrides them for every run, and `runs.NAME.policy`
 for one run. `policy_from_mapping` reports every problem at once.
 """
 
@@ -39,12 +39,15 @@ class Policy:
     loss_rise_ratio: float = 0.10  # short-term mean above the longer-term mean by more than this: yellow
     loss_short_window: int = 10  # logged values in the short-term mean (the guide's "last 10 batches")
     loss_long_window: int = 100  # logged values in the longer-term mean before them (the guide's "last 100")
+    loss_slope_window: int = 100  # logged values the trend's slope is fitted over
+    loss_rising_advice: str = "Wait 100 batches and watch the trend (it may be data noise)."
     loss_range: tuple[float, float] | None = (0.25, 0.35)
     component_ranges: dict[str, tuple[float, float]] = field(
         default_factory=lambda: {"loss_cls": (0.10, 0.15), "loss_bbox": (0.15, 0.20)}
     )
     accuracy_min_ratio: float = 0.90
     grad_norm_max: float = 10.0
+    grad_norm_note: str = "clip_grad max_norm is 3.0 in the guide's config"  # said with a high grad norm
     learning_rate_min: float = 2.5e-5  # below this cosine annealing has left too little to recover
     gpu_temperature_max_celsius: float = 80.0
     gpu_memory_full_ratio: float = 0.95
@@ -71,9 +74,21 @@ class Policy:
     early_stop_threshold: float | None = 0.58
     early_stop_patience: int | None = 2
     early_stop_backup: bool = True  # copy the best checkpoint to a backup name when early stop triggers
+    early_stop_min_delta_max: float = 0.05  # a hook min_delta at or above this is larger than mAP moves per epoch
+    early_stop_threshold_advice: str = "lower it (the guide: 0.55, patience 3, from epoch 5)"
+    early_stop_recovery: str = ("resume with a constant lr 4e-5, early stop off, up to 8 epochs; success when two "
+                                "evaluations in a row are >= 0.60 or one is >= 0.63")
     # -- what to do --------------------------------------------------------------------------------------------------
-    plan_label: str = "Plan A"
+    plan_label: str = "Plan A"  # this run's plan, shown beside its name in the views
+    plan_b_label: str = "Plan B"
+    plan_b_summary: str = "λ1 warm-up 0 -> 0.01"
     plan_b_command: str = "python tools/train.py configs/llvip/stage2_1_kaist_detonly_progressive_macl.py"
+    success_advice: str = "go to stage 2.2 (re-introduce MACL with a small λ1)"
+    stable_advice: str = "one more epoch to confirm, then stage 2.2"
+    stagnant_advice: str = "nudge the learning rate or raise batch_size"
+    partial_advice: str = "train 3 more epochs"
+    recovery_lr_advice: str = "resume with a constant lr such as 4e-5"  # when the learning rate has collapsed
+    batch_size_advice: str = "the guide: 4 -> 2"  # when the batch size is not known
     train_script: str = "tools/train.py"
     log_lines_red: int = 50  # log lines carried by a red notification
 
@@ -81,8 +96,11 @@ class Policy:
 DEFAULT_POLICY = Policy()
 
 _PAIRS = ("loss_range", "final_loss_range", "stagnant_band")
-_INTS = ("loss_short_window", "loss_long_window", "stagnant_evaluations", "plan_b_min_epochs", "log_lines_red")
-_STRINGS = ("eval_key", "recall_key", "plan_label", "plan_b_command", "train_script")
+_INTS = ("loss_short_window", "loss_long_window", "loss_slope_window", "stagnant_evaluations", "plan_b_min_epochs",
+         "log_lines_red")
+_STRINGS = ("eval_key", "recall_key", "plan_label", "plan_b_command", "train_script", "loss_rising_advice", "grad_norm_note",
+            "early_stop_threshold_advice", "early_stop_recovery", "plan_b_label", "plan_b_summary", "success_advice",
+            "stable_advice", "stagnant_advice", "partial_advice", "recovery_lr_advice", "batch_size_advice")
 
 
 def _pair(name: str, value: Any, problems: list[str]) -> tuple[float, float] | None:

@@ -3,40 +3,41 @@ newest checkpoint, the resume command, the batch-size hint - all in the conditio
 
 from __future__ import annotations
 
-import time
+from trainwarden.model import Condition, RunReport, timefmt
 
 ICON = {"critical": "RED", "warning": "YELLOW", "info": "INFO"}
 MAX_BODY = 12000  # chat targets truncate long messages; keep the end of the log tail
 
 
-def run_facts(run: dict) -> dict:
-    """The part of a run document a message needs (what the outbox stores)."""
-    keep = ("run", "work_dir", "state", "health", "epoch", "max_epochs", "iteration", "max_iterations", "loss",
-            "newest_checkpoint", "eval_key", "verdict")
-    facts = {k: run.get(k) for k in keep}
-    evals = [e for e in run.get("evaluations", []) if run.get("eval_key") in e["metrics"]]
+def run_facts(run: RunReport) -> dict:
+    """The part of a run a message needs (what the outbox stores)."""
+    facts = {"run": run.run, "work_dir": run.work_dir, "state": run.state.value,
+             "health": run.health.value if run.health else None, "epoch": run.epoch, "max_epochs": run.max_epochs,
+             "iteration": run.iteration, "max_iterations": run.max_iterations, "loss": run.loss,
+             "newest_checkpoint": run.newest_checkpoint, "eval_key": run.eval_key, "verdict": run.verdict}
+    evals = [e for e in run.evaluations if e.value(run.eval_key) is not None]
     if evals:
-        facts["last_evaluation"] = {"epoch": evals[-1].get("epoch"), "value": evals[-1]["metrics"][run["eval_key"]]}
+        facts["last_evaluation"] = {"epoch": evals[-1].epoch, "value": evals[-1].value(run.eval_key)}
     return facts
 
 
 def _stamp(ts: float | None) -> str:
-    return time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(ts)) if ts else "unknown"
+    return timefmt.local(ts, "%Y-%m-%d %H:%M:%S", missing="unknown")
 
 
-def render(kind: str, condition: dict, run: dict | None, host: str, log_tail: list[str] | None = None,
+def render(kind: str, condition: Condition, run: dict | None, host: str, log_tail: list[str] | None = None,
            resolved_at: float | None = None) -> tuple[str, str]:
-    severity = condition["severity"]
-    where = f"{condition['run']} on {host}" if condition.get("run") else host
+    severity = condition.severity.value
+    where = f"{condition.run} on {host}" if condition.run else host
     if kind == "resolved":
-        title = f"[RESOLVED] {condition['alert']} - {where}"
+        title = f"[RESOLVED] {condition.alert} - {where}"
     else:
-        title = f"[{ICON.get(severity, severity.upper())}] {condition['alert']} - {where}"
-    lines = [condition["summary"], ""]
+        title = f"[{ICON.get(severity, severity.upper())}] {condition.alert} - {where}"
+    lines = [condition.summary, ""]
     if kind == "resolved":
-        lines.append(f"Resolved at {_stamp(resolved_at)} (active since {_stamp(condition.get('since'))}).")
+        lines.append(f"Resolved at {_stamp(resolved_at)} (active since {_stamp(condition.since)}).")
     else:
-        lines += [condition["description"], ""]
+        lines += [condition.description, ""]
     if run:
         progress = f"epoch {run.get('epoch')}/{run.get('max_epochs') or '?'}" if run.get("epoch") is not None else (
             f"iteration {run.get('iteration')}/{run.get('max_iterations') or '?'}")
@@ -44,7 +45,7 @@ def render(kind: str, condition: dict, run: dict | None, host: str, log_tail: li
         ev = run.get("last_evaluation")
         ev_text = f", {run.get('eval_key')} {ev['value']:.4f}" if ev and ev.get("value") is not None else ""
         lines.append(f"Run {run.get('run')} ({run.get('work_dir')}): {run.get('state')}, {progress}{loss}{ev_text}")
-    lines.append(f"Host {host} · severity {severity} · runbook {condition.get('runbook')}")
+    lines.append(f"Host {host} · severity {severity} · runbook {condition.runbook}")
     if log_tail and kind != "resolved":
         lines += ["", f"Last {len(log_tail)} log lines:", *log_tail]
     body = "\n".join(lines)

@@ -12,13 +12,13 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+from trainwarden.model import Severity, StatusReport, severity_rank
 from trainwarden.outputs.notify.message import render, render_batch, run_facts
 from trainwarden.outputs.notify.outbox import BACKOFF_SECONDS, Outbox
 from trainwarden.outputs.notify.targets import SEVERITIES, Target, mask_text
 from trainwarden.outputs.notify.tracker import AlertTracker
 
 log = logging.getLogger("trainwarden.notify")
-SEVERITY_RANK = {"critical": 0, "warning": 1, "info": 2}
 Send = Callable[[Target, str, str, str], tuple[bool, str]]
 
 
@@ -84,43 +84,40 @@ class Notifier:
             apprise_log.setLevel(logging.WARNING)  # its "Notifying 1 service(s)" at every send is noise
 
     # -- from the reader's thread ----------------------------------------------------------------------------------
-    def handle(self, doc: dict, tail: Callable[[str, int], list[str]]) -> int:
-        """Queue notifications for what changed in the document's conditions. Returns how many were queued."""
+    def handle(self, report: StatusReport, tail: Callable[[str, int], list[str]]) -> int:
+        """Queue notifications for what changed in the report's conditions. Returns how many were queued."""
         now = self.clock()
-        runs = {r["run"]: r for r in doc["runs"]}
-        conditions = [c for r in doc["runs"] for c in r.get("conditions", [])] + list(doc.get("conditions", []))
+        runs = {r.run: r for r in report.runs}
+        conditions = [c for r in report.runs for c in r.conditions] + list(report.conditions)
         queued = 0
         for event in self.tracker.update(conditions, now):
             cond = event.condition
-            run = runs.get(cond.get("run"))
+            run = runs.get(cond.run or "")
             lines = None
-            if event.kind == "firing" and cond["severity"] == "critical" and run is not None:
+            if event.kind == "firing" and cond.severity == Severity.CRITICAL and run is not None:
                 try:
-                    lines = tail(cond["run"], self.log_lines)
+                    lines = tail(run.run, self.log_lines)
                 except OSError:
                     lines = None
             title, body = render(event.kind, cond, run_facts(run) if run else None, self.host, lines, event.at)
-            for target in self.targets.values():
-                if not target.wants(cond["severity"]) or (event.kind == "resolved" and not target.resolved):
-                    continue
-                message = {"title": title, "body": body, "severity": cond["severity"], "kind": event.kind,
-                           "alert": cond["alert"], "run": cond.get("run")}
-                queued += self.outbox.put(event.id, target.id, message, now)
+            queued += self.queue(event.id, cond.severity.value, {"title": title, "body": body, "kind": event.kind,
+                                                                 "alert": cond.alert, "run": cond.run}, event.kind)
+        return queued
+
+    def queue(self, message_id: str, severity: str, message: dict, kind: str) -> int:
+        """Put one message in the outbox for every target that wants it; wake the delivery thread."""
+        now = self.clock()
+        queued = 0
+        for target in self.targets.values():
+            if target.wants(severity) and (kind != "resolved" or target.resolved):
+                queued += self.outbox.put(message_id, target.id, {**message, "severity": severity}, now)
         if queued:
             self._wake.set()
         return queued
 
     def notice(self, key: str, severity: str, title: str, body: str, kind: str = "notice") -> int:
         """A message outside the condition tracker (`trainwarden run` restarting a run, an Alertmanager alert)."""
-        now = self.clock()
-        queued = 0
-        for target in self.targets.values():
-            if target.wants(severity) and (kind != "resolved" or target.resolved):
-                queued += self.outbox.put(f"notice|{key}", target.id, {"title": title, "body": body,
-                                                                     "severity": severity, "kind": kind}, now)
-        if queued:
-            self._wake.set()
-        return queued
+        return self.queue(f"notice|{key}", severity, {"title": title, "body": body, "kind": kind}, kind)
 
     def flush(self, timeout: float) -> bool:
         """Deliver what is queued, waiting up to `timeout` seconds; True when the outbox is empty."""
@@ -212,11 +209,11 @@ class Notifier:
         budget = int(self._tokens(target.id, now))
         if budget == 0:
             return
-        messages = sorted(messages, key=lambda m: (SEVERITY_RANK.get(m["severity"], 3), m.get("created", 0)))
+        messages = sorted(messages, key=lambda m: (severity_rank(m["severity"]), m.get("created", 0)))
         if len(messages) > 3 or len(messages) > budget:  # a storm or a backlog: one combined message
             batch = messages[:50]
             title, body = render_batch(batch)
-            severity = min((m["severity"] for m in batch), key=lambda s: SEVERITY_RANK.get(s, 3))
+            severity = min((m["severity"] for m in batch), key=severity_rank)
             self._send(target, batch, title, body, severity, now)
             return
         for m in messages:

@@ -10,7 +10,9 @@ import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
-SEVERITIES = ("critical", "warning", "info")
+from trainwarden.model import Severity
+
+SEVERITIES = tuple(s.value for s in Severity)
 _SECRETISH = re.compile(r"(://[^/@:]*:)[^@/]*@|([?&][^=&]*(?:token|key|secret|pass|password|pw|auth)[^=&]*=)[^&]*",
                         re.IGNORECASE)
 

@@ -1,4 +1,5 @@
-"""Which conditions are new, still active or gone: events to notify, once each, with flapping held down.
+"""Which conditions are new, still active or gone: events to notify, once each, with flapping held down and a
+condition's own hold respected (a hot GPU pages only after a minute, as its Prometheus rule's `for:` does).
 
 State persists in a small JSON file (written atomically) so an agent restart neither repeats a notification nor
 forgets one: a condition already notified stays quiet while active, and its resolved notice comes when it goes.
@@ -10,18 +11,21 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
+from trainwarden.model import Condition, Severity
+from trainwarden.model.codec import from_plain, to_plain
 from trainwarden.outputs.notify.outbox import atomic_write
 
 
-@dataclass
+@dataclass(frozen=True)
 class Event:
     kind: str  # "firing" or "resolved"
-    condition: dict
+    condition: Condition
     at: float
+    first_seen: float | None
 
     @property
     def id(self) -> str:
-        return f"{self.kind}|{self.condition['key']}|{self.condition.get('first_seen')}"
+        return f"{self.kind}|{self.condition.key}|{self.first_seen}"
 
 
 class AlertTracker:
@@ -29,32 +33,44 @@ class AlertTracker:
         self.path = path
         self.resolve_after = resolve_after_seconds
         self.info_max_age = info_max_age_seconds
-        self.active: dict[str, dict] = {}  # key -> condition (with first_seen, gone_since)
+        self.active: dict[str, dict] = {}  # key -> plain condition with first_seen and gone_since (what is saved)
+        self.pending: dict[str, float] = {}  # key -> when a condition with a hold was first seen (not saved)
         self.save_errors = 0
         self._unsaved = False
         if path is not None and path.exists():
             try:
-                self.active = json.loads(path.read_text(encoding="utf-8")).get("active", {})
+                loaded = json.loads(path.read_text(encoding="utf-8")).get("active", {})
+                self.active = {k: v for k, v in loaded.items() if isinstance(v, dict)} if isinstance(loaded, dict) else {}
             except (OSError, ValueError):
                 self.active = {}
 
-    def update(self, conditions: list[dict], now: float) -> list[Event]:
+    def _held(self, cond: Condition, now: float) -> bool:
+        """A condition with a hold counts once it has been seen for that long without a gap."""
+        if cond.hold_seconds <= 0:
+            return True
+        since = self.pending.setdefault(cond.key, now)
+        return now - since >= cond.hold_seconds
+
+    def update(self, conditions: list[Condition], now: float) -> list[Event]:
         events: list[Event] = []
         changed = False
-        current = {c["key"]: c for c in conditions}
+        current = {c.key: c for c in conditions}
+        for key in [k for k in self.pending if k not in current]:
+            del self.pending[key]  # gone before its hold ran out: never paged
         for key, cond in current.items():
             known = self.active.get(key)
             if known is None:
-                cond = {**cond, "first_seen": now, "gone_since": None}
-                self.active[key] = cond
+                if not self._held(cond, now):
+                    continue
+                self.active[key] = {**to_plain(cond), "first_seen": now, "gone_since": None}
                 changed = True
-                stale_info = cond["severity"] == "info" and cond.get("since") and now - cond["since"] > self.info_max_age
+                stale_info = cond.severity == Severity.INFO and cond.since and now - cond.since > self.info_max_age
                 if not stale_info:  # an old run's "finished" found at start-up is not news
-                    events.append(Event("firing", cond, now))
+                    events.append(Event("firing", cond, now, now))
                 continue
             if known.get("gone_since") is not None:
                 changed = True  # flapped back within the hold-down: no new notice
-            known.update({k: v for k, v in cond.items() if k != "first_seen"}, gone_since=None)
+            known.update({k: v for k, v in to_plain(cond).items()}, gone_since=None)
         for key, known in list(self.active.items()):
             if key in current:
                 continue
@@ -64,8 +80,8 @@ class AlertTracker:
             if now - known["gone_since"] >= self.resolve_after:
                 del self.active[key]
                 changed = True
-                if known["severity"] != "info":
-                    events.append(Event("resolved", known, now))
+                if known.get("severity") != Severity.INFO.value:
+                    events.append(Event("resolved", from_plain(Condition, known), now, known.get("first_seen")))
         if changed or self._unsaved:
             self.save()
         return events

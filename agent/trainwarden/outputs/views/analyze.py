@@ -7,48 +7,56 @@ import html
 import math
 import time
 
-from trainwarden.judge.advice import plan_b, resume_command
+from trainwarden.judge.advice import RunPlace, resume_command
 from trainwarden.judge.policy import Policy
+from trainwarden.judge.verdict import plan_b
+from trainwarden.model import RunReport, RunSnapshot
+from trainwarden.model.codec import to_plain
 from trainwarden.outputs.views.svg import line_chart
 
 
-def analysis(doc: dict, snap: dict, policy: Policy) -> dict:
+def place_of_report(run: RunReport) -> RunPlace:
+    return RunPlace(run.work_dir, run.config, run.framework, run.newest_checkpoint, run.batch_size)
+
+
+def analysis(run: RunReport, snap: RunSnapshot, policy: Policy) -> dict:
     """Everything the report shows, as plain data (also `analyze --json`)."""
-    trend = doc.get("loss_trend")
-    band = doc["policy"].get("loss_range")
+    trend = run.loss_trend
+    band = run.policy.loss_range if run.policy else None
     trend_verdict = None
     if trend:
-        where = ("inside" if band and band[0] <= trend["mean_100"] <= band[1] else "outside") if band else "no band for"
-        trend_verdict = (f"mean {trend['mean_100']:.4f} over the last {trend['values']} logged values, "
-                         f"{'falling' if trend['falling'] else 'not falling'} ({trend['slope_per_log']:+.2e} per log), "
+        where = ("inside" if band and band[0] <= trend.mean_100 <= band[1] else "outside") if band else "no band for"
+        trend_verdict = (f"mean {trend.mean_100:.4f} over the last {trend.values} logged values, "
+                         f"{'falling' if trend.falling else 'not falling'} ({trend.slope_per_log:+.2e} per log), "
                          f"{where} the healthy range" + (f" {band[0]}-{band[1]}" if band else ""))
-    history = [{"iteration": p["iteration"], "timestamp": p["timestamp"],
-                **{k: v if math.isfinite(v) else None for k, v in p["values"].items()}}  # JSON has no NaN
-               for p in snap["history"]]
+    history = [{"iteration": p.iteration, "timestamp": p.timestamp, **p.values, **dict.fromkeys(p.nonfinite)}
+               for p in snap.history]  # JSON has no NaN: a nan/inf value is null
+    place = place_of_report(run)
     return {
-        "run": doc["run"], "work_dir": doc["work_dir"], "state": doc["state"], "health": doc["health"],
-        "progress": {k: doc.get(k) for k in ("epoch", "max_epochs", "epoch_iteration", "iterations_per_epoch",
-                                             "iteration", "max_iterations", "progress_ratio",
-                                             "expected_completion_timestamp_seconds")},
-        "loss": {"latest": doc.get("loss"), "components": doc.get("losses"), "accuracy_ratio": doc.get("accuracy_ratio"),
-                 "grad_norm": doc.get("grad_norm"), "learning_rate": doc.get("learning_rate"), "trend": trend,
+        "run": run.run, "work_dir": run.work_dir, "state": run.state.value,
+        "health": run.health.value if run.health else None,
+        "progress": {k: getattr(run, k) for k in ("epoch", "max_epochs", "epoch_iteration", "iterations_per_epoch",
+                                                  "iteration", "max_iterations", "progress_ratio",
+                                                  "expected_completion_timestamp_seconds")},
+        "loss": {"latest": run.loss, "components": dict(run.losses), "accuracy_ratio": run.accuracy_ratio,
+                 "grad_norm": run.grad_norm, "learning_rate": run.learning_rate, "trend": to_plain(trend),
                  "trend_verdict": trend_verdict},
-        "eval_key": doc.get("eval_key"),
-        "evaluations": doc["evaluations"],
-        "baselines": doc["policy"].get("baselines") or {},
-        "goal": doc["policy"].get("goal"),
-        "loss_band": band,
-        "loss_max": doc["policy"]["loss_max"],
-        "verdict": {"verdict": doc.get("verdict"), "rule": doc.get("verdict_rule"), "reasons": doc.get("verdict_reasons"),
-                    "advice": doc.get("advice")},
-        "plan_b": doc.get("plan_b") or [],
-        "early_stop": doc.get("early_stop_analysis"),
-        "conditions": [{k: c[k] for k in ("alert", "severity", "summary")} for c in doc.get("conditions", [])],
+        "eval_key": run.eval_key,
+        "evaluations": to_plain(run.evaluations),
+        "baselines": dict(run.policy.baselines) if run.policy else {},
+        "goal": run.policy.goal if run.policy else None,
+        "loss_band": list(band) if band else None,
+        "loss_max": run.policy.loss_max if run.policy else policy.loss_max,
+        "verdict": {"verdict": run.verdict, "rule": run.verdict_rule, "reasons": list(run.verdict_reasons),
+                    "advice": run.advice},
+        "plan_b": to_plain(run.plan_b),
+        "early_stop": to_plain(run.early_stop_analysis),
+        "conditions": [{"alert": c.alert, "severity": c.severity.value, "summary": c.summary} for c in run.conditions],
         "next_step": {
-            "advice": doc.get("advice"),
-            "commands": {"read the log": f"trainwarden tail {doc['work_dir']} -n 50",
-                         "resume from the newest checkpoint": resume_command(doc, policy),
-                         "resume with half the batch size": resume_command(doc, policy, smaller_batch=True),
+            "advice": run.advice,
+            "commands": {"read the log": f"trainwarden tail {run.work_dir} -n 50",
+                         "resume from the newest checkpoint": resume_command(place, policy),
+                         "resume with half the batch size": resume_command(place, policy, smaller_batch=True),
                          "Plan B": plan_b(policy).split(": ", 1)[1]},
         },
         "history": history,

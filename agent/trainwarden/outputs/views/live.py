@@ -17,6 +17,9 @@ from rich.progress_bar import ProgressBar
 from rich.table import Table
 from rich.text import Text
 
+from trainwarden.model import RunReport, RunState, Severity, StatusReport, timefmt
+from trainwarden.outputs.views.cells import MISSING, evaluated, file_name, gpu_rows, position
+
 SPARK = "▁▂▃▄▅▆▇█"
 HEALTH = {"green": "green", "yellow": "yellow", "red": "bold red"}
 
@@ -36,76 +39,67 @@ def _val(value, spec: str, bad: bool | None = None, suffix: str = "") -> Text:
     return Text(format(value, spec) + suffix, style="red" if bad else ("green" if bad is False else ""))
 
 
-def run_panel(run: dict) -> Panel:
-    policy = run.get("policy") or {}
+def run_panel(run: RunReport) -> Panel:
+    policy = run.policy
     grid = Table.grid(padding=(0, 1))
     grid.add_column(style="dim")
     grid.add_column()
-    ratio = run.get("progress_ratio") or 0.0
-    where = (f"epoch {run.get('epoch')}/{run.get('max_epochs') or '?'} [{run.get('epoch_iteration')}/"
-             f"{run.get('iterations_per_epoch')}]" if run.get("epoch") is not None
-             else f"iter {run.get('iteration')}/{run.get('max_iterations') or '?'}")
-    grid.add_row("progress", Group(ProgressBar(total=1.0, completed=ratio, width=30), Text(f"{where} {ratio * 100:.1f}%")))
-    eta = run.get("expected_completion_timestamp_seconds")
-    grid.add_row("expected end", time.strftime("%m-%d %H:%M", time.localtime(eta)) if eta and run["state"] == "running"
-                 else "—")
-    recent = [v for v in (run.get("loss_recent") or [])][-10:]
-    trend = run.get("loss_trend") or {}
-    band = policy.get("loss_range")
-    loss = run.get("loss")
-    bad_loss = None if loss is None else (loss > policy.get("loss_max", 1.0) or (band and not band[0] <= loss <= band[1]))
+    ratio = run.progress_ratio or 0.0
+    grid.add_row("progress", Group(ProgressBar(total=1.0, completed=ratio, width=30),
+                                   Text(f"{position(run)} {ratio * 100:.1f}%")))
+    eta = run.expected_completion_timestamp_seconds
+    grid.add_row("expected end", timefmt.local(eta, "%m-%d %H:%M") if eta and run.state == RunState.RUNNING else MISSING)
+    recent = list(run.loss_recent)[-10:]
+    trend = run.loss_trend
+    band = policy.loss_range if policy else None
+    loss = run.loss
+    loss_max = policy.loss_max if policy else None
+    bad_loss = None if loss is None else (
+        (loss_max is not None and loss > loss_max) or bool(band and not band[0] <= loss <= band[1]))
     trend_text = ""
-    if trend.get("rise_ratio") is not None:
-        trend_text = f" {'falling' if trend.get('falling') else 'not falling'}, {trend['rise_ratio'] * 100:+.0f}% short-term"
+    if trend is not None and trend.rise_ratio is not None:
+        trend_text = f" {'falling' if trend.falling else 'not falling'}, {trend.rise_ratio * 100:+.0f}% short-term"
     grid.add_row("loss", Text.assemble(_val(loss, ".4f", bad_loss), f"  {spark(recent)}{trend_text}",
                                        f"  healthy {band[0]}-{band[1]}" if band else ""))
-    comps = "  ".join(f"{k.replace('loss_', '')} {v:.4f}" for k, v in (run.get("losses") or {}).items() if v is not None)
-    grid.add_row("components", comps or "—")
-    acc = run.get("accuracy_ratio")
-    grad = run.get("grad_norm")
-    grid.add_row("acc / grad", Text.assemble(
-        _val(None if acc is None else acc * 100, ".1f", None if acc is None else acc < policy.get("accuracy_min_ratio", 0.9),
-             "%"),
-        "  /  ", _val(grad, ".2f", None if grad is None else grad > policy.get("grad_norm_max", 10))))
-    key = run.get("eval_key")
-    evals = [e for e in run["evaluations"] if key in e["metrics"] and e["metrics"][key] is not None][-6:]
+    comps = "  ".join(f"{k.replace('loss_', '')} {v:.4f}" for k, v in run.losses.items() if v is not None)
+    grid.add_row("components", comps or MISSING)
+    acc, grad = run.accuracy_ratio, run.grad_norm
+    acc_low = None if acc is None or policy is None else acc < policy.accuracy_min_ratio
+    grad_high = None if grad is None or policy is None else grad > policy.grad_norm_max
+    grid.add_row("acc / grad", Text.assemble(_val(None if acc is None else acc * 100, ".1f", acc_low, "%"), "  /  ",
+                                             _val(grad, ".2f", grad_high)))
+    key = run.eval_key
+    evals = evaluated(run)[-6:]
     history = Text()
     for e in evals:
-        where_e = e["epoch"] if e["epoch"] is not None else e["iteration"]
-        style = "" if e["met"] is None else ("green" if e["met"] else "red")
-        history.append(f"{where_e}:{e['metrics'][key]:.4f} ", style=style)
+        at = e.epoch if e.epoch is not None else e.iteration
+        style = "" if e.met is None else ("green" if e.met else "red")
+        history.append(f"{at}:{e.value(key):.4f} ", style=style)
     grid.add_row(key or "evaluation", history if evals else Text("no evaluation yet", style="dim"))
-    best = run.get("best") or {}
-    grid.add_row("checkpoints", f"{len(run['checkpoints'])} files, newest "
-                 f"{(run.get('newest_checkpoint') or '—').replace(chr(92), '/').rsplit('/', 1)[-1]}, best "
-                 f"{best.get('checkpoint') or '—'}")
-    for c in run.get("conditions", []):
-        if c["severity"] != "info":
-            grid.add_row(Text(c["severity"], style="bold red" if c["severity"] == "critical" else "yellow"),
-                         Text(c["summary"]))
-    title = Text.assemble((run["run"], "bold"), "  ", (run.get("health") or "?", HEALTH.get(run.get("health"), "")),
-                          f"  {run['state']}", f"  {run.get('verdict') or ''}")
-    return Panel(grid, title=title, border_style=HEALTH.get(run.get("health"), "white"))
+    best = run.best.checkpoint if run.best and run.best.checkpoint else MISSING
+    grid.add_row("checkpoints", f"{len(run.checkpoints)} files, newest {file_name(run.newest_checkpoint)}, best {best}")
+    for c in run.conditions:
+        if c.severity != Severity.INFO:
+            grid.add_row(Text(c.severity.value, style="bold red" if c.severity == Severity.CRITICAL else "yellow"),
+                         Text(c.summary))
+    health = run.health.value if run.health else None
+    title = Text.assemble((run.run, "bold"), "  ", (health or "?", HEALTH.get(health, "")),
+                          f"  {run.state}", f"  {run.verdict or ''}")
+    return Panel(grid, title=title, border_style=HEALTH.get(health, "white"))
 
 
-def gpu_table(gpus: list[dict]) -> Table:
+def gpu_table(report: StatusReport) -> Table:
     table = Table(title="GPUs", title_justify="left")
     for col in ("gpu", "util", "memory", "temp", "power", "runs"):
         table.add_column(col)
-    for g in gpus:
-        temp = g.get("temperature_celsius")
-        table.add_row(str(g["index"]),
-                      "—" if g.get("utilization_ratio") is None else f"{g['utilization_ratio'] * 100:.0f}%",
-                      "—" if g.get("memory_used_bytes") is None else
-                      f"{g['memory_used_bytes'] / 2**30:.1f}/{(g.get('memory_total_bytes') or 0) / 2**30:.1f} GiB",
-                      Text("—" if temp is None else f"{temp:.0f} °C", style="red" if temp and temp >= 80 else ""),
-                      "—" if g.get("power_watts") is None else f"{g['power_watts']:.0f} W",
-                      ", ".join(g.get("runs") or []))
+    for row in gpu_rows(report.gpus, report.policy.gpu_temperature_max_celsius):
+        table.add_row(row.index, row.utilization, row.memory, Text(row.temperature, style="red" if row.hot else ""),
+                      row.power, row.runs)
     return table
 
 
-def render(doc: dict):
-    panels = [run_panel(r) for r in doc["runs"]]
+def render(report: StatusReport):
+    panels = [run_panel(r) for r in report.runs]
     parts: list = []
     for i in range(0, len(panels), 2):  # side by side, two a row (Plan A and Plan B)
         row = Table.grid(expand=True, padding=(0, 1))
@@ -115,8 +109,8 @@ def render(doc: dict):
         parts.append(row)
     if not panels:
         parts.append(Text("No runs found yet."))
-    if doc.get("gpus"):
-        parts.append(gpu_table(doc["gpus"]))
+    if report.gpus:
+        parts.append(gpu_table(report))
     parts.append(Text(f"{time.strftime('%H:%M:%S')}  q or Ctrl-C quits", style="dim"))
     return Group(*parts)
 
@@ -161,7 +155,7 @@ class _Keys:
         return False
 
 
-def live(fetch: Callable[[], dict], interval: float, console, once: bool = False) -> None:
+def live(fetch: Callable[[], StatusReport], interval: float, console, once: bool = False) -> None:
     if once:
         console.print(render(fetch()))
         return

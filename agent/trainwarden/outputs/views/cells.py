@@ -1,0 +1,76 @@
+"""What every view shows of a run and a GPU, as text cells: the terminal table, `live` and the status page
+format the same facts the same way and differ only in how they draw them."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from trainwarden.model import EvaluationReport, GpuReport, RunReport
+
+MISSING = "—"
+
+
+def fmt(value: float | None, spec: str = ".4f", suffix: str = "") -> str:
+    return MISSING if value is None else f"{format(value, spec)}{suffix}"
+
+
+def position(run: RunReport, short: bool = False) -> str:
+    """`epoch 3/5 [120/11439]` or `iter 500/3000`."""
+    if run.epoch is not None:
+        text = f"epoch {run.epoch}/{run.max_epochs or '?'}"
+        if not short and run.epoch_iteration is not None:
+            text += f" [{run.epoch_iteration}/{run.iterations_per_epoch or '?'}]"
+        return text
+    if run.iteration is not None:
+        return f"iter {run.iteration}/{run.max_iterations or '?'}"
+    return MISSING
+
+
+def percent(ratio: float | None, spec: str = ".1f") -> str:
+    return fmt(None if ratio is None else ratio * 100, spec, "%")
+
+
+def evaluated(run: RunReport) -> list[EvaluationReport]:
+    """The evaluations that have a value of the run's evaluated key."""
+    key = run.eval_key
+    return [e for e in run.evaluations if e.value(key) is not None]
+
+
+def where(e: EvaluationReport) -> str:
+    if e.epoch is not None:
+        return f"epoch {e.epoch}"
+    return f"iter {e.iteration}" if e.iteration else e.mode
+
+
+def file_name(path: str | None) -> str:
+    return path.replace("\\", "/").rsplit("/", 1)[-1] if path else MISSING
+
+
+def is_hot(gpu: GpuReport, limit: float | None) -> bool:
+    temp = gpu.gpu.temperature_celsius
+    return temp is not None and limit is not None and temp >= limit
+
+
+@dataclass(frozen=True, slots=True)
+class GpuRow:
+    index: str
+    name: str
+    utilization: str
+    memory: str
+    temperature: str
+    power: str
+    runs: str
+    hot: bool
+
+
+def gpu_rows(gpus: tuple[GpuReport, ...], temperature_limit: float | None) -> list[GpuRow]:
+    rows = []
+    for report in gpus:
+        g = report.gpu
+        memory = MISSING
+        if g.memory_used_bytes is not None:
+            memory = f"{g.memory_used_bytes / 2**30:.1f}/{(g.memory_total_bytes or 0) / 2**30:.1f} GiB"
+        rows.append(GpuRow(str(g.index), g.name or MISSING, percent(g.utilization_ratio, ".0f"), memory,
+                           fmt(g.temperature_celsius, ".0f", " °C"), fmt(g.power_watts, ".0f", " W"),
+                           ", ".join(report.runs) or MISSING, is_hot(report, temperature_limit)))
+    return rows
