@@ -14,9 +14,8 @@ from hypothesis import strategies as st
 
 from trainwarden.ingest.files.scan import ScanLimits, scan_file
 from trainwarden.ingest.files.tail import FileTailer, decode_line
-from trainwarden.judge.lifecycle import judge_state
 from trainwarden.judge.policy import DEFAULT_POLICY
-from trainwarden.outputs.status import run_document
+from trainwarden.outputs.status import status_document
 from trainwarden.parse.stream import LogStream, parse_lines
 from trainwarden.state import RunState
 
@@ -29,7 +28,7 @@ def _doc_from_records(records) -> dict:
     state = RunState("r", "/w", "mmengine")
     state.apply_all(records, "s")
     snap = state.snapshot()
-    return run_document(snap, judge_state(snap, DEFAULT_POLICY, NOW))
+    return status_document([snap], DEFAULT_POLICY, NOW)["runs"][0]
 
 
 def _full(path: Path) -> dict:

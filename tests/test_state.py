@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from trainwarden.judge.lifecycle import judge_state
+from trainwarden.judge.lifecycle import lifecycle
 from trainwarden.judge.policy import Policy
 from trainwarden.model import (
     CheckpointSaved,
@@ -38,7 +38,7 @@ def epoch_lines(epoch, start_ts, step=20.0):
 
 
 def judge(state, now):
-    return judge_state(state.snapshot(), POLICY, now)
+    return lifecycle(state.snapshot(), POLICY, now)
 
 
 def test_running_then_stalled_against_its_own_pace():
@@ -101,26 +101,26 @@ def test_iteration_based_validation_takes_the_iteration_before_it():
         TrainRecord(T0, None, None, None, 400, 3000, {"loss": 0.1}, 10.0),
         EvalRecord(T0 + 5, "val", None, None, {"mIoU": 24.59}),
     ], "s")
-    assert state.snapshot()["evaluations"][0]["iteration"] == 400
+    assert state.snapshot().evaluations[0].iteration == 400
 
 
 def test_a_resumed_run_evaluating_an_epoch_again_replaces_the_result():
     state = run_with([*epoch_lines(1, T0), EvalRecord(T0 + 1000, "val", 1, None, {"mAP": 0.58})])
     state.apply_all([Resumed(T0 + 2000, 0, 0), *epoch_lines(1, T0 + 2100),
                      EvalRecord(T0 + 3000, "val", 1, None, {"mAP": 0.61})], "s2")
-    evals = state.snapshot()["evaluations"]
-    assert len(evals) == 1 and evals[0]["metrics"]["mAP"] == 0.61 and evals[0]["iteration"] == IPE
+    evals = state.snapshot().evaluations
+    assert len(evals) == 1 and evals[0].metrics["mAP"] == 0.61 and evals[0].iteration == IPE
 
 
 def test_global_iteration_across_epochs():
     state = run_with([train(T0, 3, 250)])
-    assert state.snapshot()["latest_iteration"] == 2 * IPE + 250
+    assert state.snapshot().iteration == 2 * IPE + 250
 
 
 def test_nonfinite_loss_counts_once_per_line():
     state = run_with([train(T0, 1, 50, float("nan")), train(T0 + 20, 1, 100, float("inf")), train(T0 + 40, 1, 150)])
     snap = state.snapshot()
-    assert snap["errors_total"]["nonfinite_loss"] == 2
+    assert snap.counts.errors_total["nonfinite_loss"] == 2
 
 
 def test_memory_stays_bounded_whatever_the_log_length():
@@ -130,10 +130,10 @@ def test_memory_stays_bounded_whatever_the_log_length():
     for k in range(MAX_EVALUATIONS + 500):
         state.apply(EvalRecord(T0 + k, "val", None, k, {"mIoU": 1.0}), "s")
     snap = state.snapshot()
-    assert len(snap["recent"]) == RECENT_TRAIN
-    assert HISTORY_POINTS // 2 <= len(snap["history"]) <= HISTORY_POINTS + 1
-    assert len(snap["evaluations"]) == MAX_EVALUATIONS
-    iterations = [p["iteration"] for p in snap["history"]]
+    assert len(snap.recent) == RECENT_TRAIN
+    assert HISTORY_POINTS // 2 <= len(snap.history) <= HISTORY_POINTS + 1
+    assert len(snap.evaluations) == MAX_EVALUATIONS
+    iterations = [p.iteration for p in snap.history]
     assert iterations == sorted(iterations) and iterations[-1] > 190_000  # spread over the whole run
 
 
@@ -142,7 +142,7 @@ def test_a_sample_restarts_the_recent_window(sampled):
     state = run_with([train(T0, 1, 50), train(T0 + 20, 1, 100)])
     rec = train(T0 + 5000, 2, 500)
     state.apply(TrainRecord(rec.ts, 2, 500, IPE, None, None, rec.values, None, sampled=sampled), "s1")
-    assert len(state.snapshot()["recent"]) == (0 if sampled else 3)
+    assert len(state.snapshot().recent) == (0 if sampled else 3)
 
 
 def test_the_first_validation_gets_time_even_without_progress_lines():

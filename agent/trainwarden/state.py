@@ -45,6 +45,7 @@ from trainwarden.model import (
     TrainPoint,
     TrainRecord,
 )
+from trainwarden.model.codec import from_plain
 from trainwarden.model.values import count, finite, split_finite, text
 
 RECENT_TRAIN = 512
@@ -285,14 +286,14 @@ class RunState:
 
     def set_process(self, process: ProcessInfo | None) -> None:
         if isinstance(process, dict):  # the tracker's plain form
-            process = ProcessInfo(**{**process, "pids": tuple(process.get("pids", ()))})
+            process = from_plain(ProcessInfo, process)
         with self.lock:
             if process != self.process:
                 self.process = process
                 self.version += 1
 
     def set_checkpoints(self, files) -> None:
-        files = tuple(Checkpoint(**f) if isinstance(f, dict) else f for f in files)
+        files = tuple(from_plain(Checkpoint, f) if isinstance(f, dict) else f for f in files)
         with self.lock:
             if files != self.checkpoint_files:
                 self.checkpoint_files = files

@@ -164,6 +164,8 @@ def _convert(hint: Any, raw: Any) -> Any:
         if hint is bool:
             return raw if isinstance(raw, bool) else _MISSING
         if hint is int:
+            if isinstance(raw, float) and raw.is_integer() and abs(raw) <= 2**63:
+                return int(raw)  # 1.0e10 bytes written by a JSON encoder that knows no integers
             return raw if isinstance(raw, int) and not isinstance(raw, bool) else _MISSING
         if hint is float:
             if isinstance(raw, bool) or not isinstance(raw, (int, float)):

@@ -6,6 +6,7 @@ describes every field. Values not known are null, never invented; a logged nan/i
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping, Sequence
 
 from trainwarden.judge.judge import judge, judge_host
 from trainwarden.judge.policy import Policy, PolicySet, as_policy_set
@@ -20,7 +21,7 @@ from trainwarden.model import (
     RunSnapshot,
     StatusReport,
 )
-from trainwarden.model.codec import to_plain
+from trainwarden.model.codec import from_plain, to_plain
 
 LOSS_RECENT_POINTS = 60
 
@@ -62,8 +63,11 @@ def run_report(snap: RunSnapshot, j: Judgement) -> RunReport:
 
 
 def status_report(snapshots: list[RunSnapshot], policy: Policy | PolicySet, now: float,
-                  gpus: list[GpuSample] | tuple[GpuSample, ...] = (), gpu_error: str | None = None) -> StatusReport:
+                  gpus: Sequence[GpuSample | Mapping] = (), gpu_error: str | None = None) -> StatusReport:
+    """Every run judged by its own policy, the GPUs (as NVML read them: samples or their plain form) with the
+    runs that use them, and the GPUs' own conditions."""
     policies = as_policy_set(policy)
+    gpus = [g if isinstance(g, GpuSample) else from_plain(GpuSample, g) for g in gpus]
     runs = tuple(run_report(s, judge(s, policies.for_run(s.run), now, gpus)) for s in snapshots)
     users: dict[int, list[str]] = {}
     for r in runs:
@@ -75,6 +79,12 @@ def status_report(snapshots: list[RunSnapshot], policy: Policy | PolicySet, now:
         policy=HostPolicy(host.gpu_temperature_max_celsius, host.gpu_memory_full_ratio), timestamp=now,
         gpu_error=gpu_error,
     )
+
+
+def status_document(snapshots: list[RunSnapshot], policy: Policy | PolicySet, now: float,
+                    gpus: Sequence[GpuSample | Mapping] = (), gpu_error: str | None = None) -> dict:
+    """The status document as JSON-ready data, straight from snapshots."""
+    return document(status_report(snapshots, policy, now, gpus, gpu_error))
 
 
 def document(report: StatusReport) -> dict:

@@ -19,6 +19,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from trainwarden.model import ProcessInfo
+
 log = logging.getLogger("trainwarden.process")
 
 
@@ -44,17 +46,9 @@ class Tracked:
     ended: float | None = None
     external: bool = False  # our child, reaped by `trainwarden run` (which reports its exit code): never wait() on it
 
-    def document(self) -> dict:
-        return {
-            "pid": self.pid,
-            "name": self.name,
-            "up": self.up,
-            "matched_by": self.matched_by,
-            "start_timestamp_seconds": self.create_time,
-            "end_timestamp_seconds": self.ended,
-            "exit_code": self.exit_code,
-            "pids": sorted(self.pids),
-        }
+    def document(self) -> ProcessInfo:
+        return ProcessInfo(self.pid, self.name, self.up, self.matched_by, self.create_time, self.ended, self.exit_code,
+                           tuple(sorted(self.pids)))
 
 
 def _norm(text: str) -> str:
@@ -241,6 +235,6 @@ class ProcessTracker:
             pass
         return False, None
 
-    def document(self, run: str) -> dict | None:
+    def document(self, run: str) -> ProcessInfo | None:
         tracked = self.tracked.get(run)
         return tracked.document() if tracked else None
