@@ -17,7 +17,7 @@ from trainwarden.model import (
     EvalRecord,
     TrainRecord,
 )
-from trainwarden.outputs.status import status_document
+from trainwarden.outputs.status import document, status_report
 from trainwarden.state import RunState
 
 T0 = 1_762_900_000.0
@@ -26,7 +26,7 @@ KEY = "pascal_voc/mAP"
 RECALL = "pascal_voc/recall@100"
 
 
-def scenario(losses=(0.30,) * 30, evals=(), epoch=None, values=None, quiet=30.0, key=KEY, process=None,
+def scenario_report(losses=(0.30,) * 30, evals=(), epoch=None, values=None, quiet=30.0, key=KEY, process=None,
              errors=(), gpus=(), early=(), policy=DEFAULT_POLICY, saved=None, max_epochs=5, end_epoch=False):
     """A run of `len(losses)` logged train lines, 20 s apart, then `evals` (value or (value, recall)) at epochs 1..n;
     judged `quiet` seconds after its last line."""
@@ -55,8 +55,13 @@ def scenario(losses=(0.30,) * 30, evals=(), epoch=None, values=None, quiet=30.0,
     if process is not None:
         state.set_process(process)
     now = last + quiet + len(evals)
-    doc = status_document([state.snapshot()], PolicySet(policy), now, list(gpus))
-    return doc["runs"][0]
+    return status_report([state.snapshot()], PolicySet(policy), now, list(gpus)), now
+
+
+def scenario(**kwargs) -> dict:
+    """The run's status document (what `status --json` prints)."""
+    report, _ = scenario_report(**kwargs)
+    return document(report)["runs"][0]
 
 
 def alerts(run):

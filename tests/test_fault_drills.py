@@ -23,6 +23,7 @@ from test_agent import get, value
 from trainwarden.app.agent import Agent
 from trainwarden.ingest.host.nvml import Nvml
 from trainwarden.ingest.host.sources import HostSources
+from trainwarden.model import Condition, RunReport, RunState, Severity, StatusReport
 from trainwarden.outputs.notify.service import Notifier
 from trainwarden.outputs.notify.targets import Target
 
@@ -260,13 +261,11 @@ def test_a_target_down_for_an_hour(tmp_path, sink):
     sink.down = True
     runs = [f"run{i}" for i in range(12)]
 
-    def doc(active: list[str]) -> dict:
-        return {"conditions": [], "runs": [{"run": r, "work_dir": f"/w/{r}", "state": "running", "evaluations": [],
-                                            "conditions": [{"alert": "TrainingLossExplosion", "severity": "critical",
-                                                            "summary": f"{r}: loss", "description": "d", "runbook": "x",
-                                                            "since": None, "labels": {}, "run": r,
-                                                            "key": f"TrainingLossExplosion|{r}"}] if r in active else []}
-                                           for r in runs]}
+    def doc(active: list[str]) -> StatusReport:
+        loss = [Condition("TrainingLossExplosion", Severity.CRITICAL, f"{r}: loss", "d", "x", None, r) for r in runs]
+        return StatusReport(runs=tuple(RunReport(run=r, work_dir=f"/w/{r}", state=RunState.RUNNING,
+                                                 conditions=(c,) if r in active else ())
+                                       for r, c in zip(runs, loss, strict=True)))
 
     for minute in range(60):
         active = [r for i, r in enumerate(runs) if i * 5 <= minute < i * 5 + 3]  # each run: 3 minutes of trouble

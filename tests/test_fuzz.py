@@ -23,7 +23,7 @@ from trainwarden.judge.policy import DEFAULT_POLICY
 from trainwarden.model import Record
 from trainwarden.outputs.metrics import CollectorStats, make_registry
 from trainwarden.outputs.notify.service import Notifier
-from trainwarden.outputs.status import status_document
+from trainwarden.outputs.status import document, status_report
 from trainwarden.parse.configdump import parse_config_dump, parse_environment
 from trainwarden.parse.console import parse_console_line
 from trainwarden.parse.jsonlogs import parse_mmcv_json_line, parse_scalars_line, parse_test_dump
@@ -89,9 +89,9 @@ def exposition_of(lines: list[str], run: str, now: float) -> bytes:
     for line in lines:
         state.apply_all(stream.feed(line), "s1")
     state.apply_all(stream.flush(), "s1")
-    doc = status_document([state.snapshot()], DEFAULT_POLICY, now, [])
-    json.dumps(doc, allow_nan=False)
-    return generate_latest(make_registry(lambda: doc, CollectorStats()))
+    report = status_report([state.snapshot()], DEFAULT_POLICY, now, [])
+    json.dumps(document(report), allow_nan=False)
+    return generate_latest(make_registry(lambda: report, CollectorStats()))
 
 
 @FUZZ

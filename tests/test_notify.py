@@ -13,24 +13,23 @@ from conftest import Clock, run_cli, wait_for
 from sinks import HttpSink, SmtpSink
 
 from trainwarden.app.agent import Agent
+from trainwarden.model import Condition, RunReport, RunState, Severity, StatusReport
 from trainwarden.outputs.notify.service import Notifier
 from trainwarden.outputs.notify.targets import Target, mask_text, mask_url
 
 P = " - mmengine - INFO - "
 
 
-def cond(alert="TrainingLossExplosion", severity="critical", run="r1", **extra):
-    return {"alert": alert, "severity": severity, "summary": f"{run}: {alert}", "description": "do this", "runbook": "x",
-            "since": None, "labels": {}, "run": run, "key": f"{alert}|{run}", **extra}
+def cond(alert="TrainingLossExplosion", severity="critical", run="r1", key="", since=None) -> Condition:
+    return Condition(alert, Severity(severity), f"{run}: {alert}", "do this", "x", since, run, {}, key or f"{alert}|{run}")
 
 
-def doc_with(*conditions):
-    runs = {}
+def doc_with(*conditions: Condition) -> StatusReport:
+    runs: dict[str, list[Condition]] = {}
     for c in conditions:
-        runs.setdefault(c["run"], {"run": c["run"], "work_dir": f"/w/{c['run']}", "state": "running", "epoch": 1,
-                                   "max_epochs": 5, "loss": 0.3, "evaluations": [], "conditions": []})
-        runs[c["run"]]["conditions"].append(c)
-    return {"runs": list(runs.values()), "conditions": []}
+        runs.setdefault(c.run, []).append(c)
+    return StatusReport(runs=tuple(RunReport(run=r, work_dir=f"/w/{r}", state=RunState.RUNNING, epoch=1, max_epochs=5,
+                                             loss=0.3, conditions=tuple(cs)) for r, cs in runs.items()))
 
 
 def notifier(tmp_path, targets, clock=None, **kw) -> Notifier:

@@ -74,11 +74,11 @@ def test_found_by_the_log_it_holds_open_and_its_exit_code_kept(work_dir, childre
     tracker = ProcessTracker()
     wait_for(lambda: tracker.discover([target(work_dir)]) or "run" in tracker.tracked, timeout=10)
     doc = tracker.document("run")
-    assert doc["pid"] == child.pid and doc["up"] and doc["matched_by"] == "open_log"
-    assert doc["start_timestamp_seconds"] == pytest.approx(psutil.Process(child.pid).create_time())
+    assert doc.pid == child.pid and doc.up and doc.matched_by == "open_log"
+    assert doc.start_timestamp_seconds == pytest.approx(psutil.Process(child.pid).create_time())
     wait_for(tracker.check, timeout=10)
     doc = tracker.document("run")
-    assert not doc["up"] and doc["exit_code"] == 3 and doc["end_timestamp_seconds"] is not None
+    assert not doc.up and doc.exit_code == 3 and doc.end_timestamp_seconds is not None
 
 
 def test_found_by_its_config_with_dataloader_workers_below_it(work_dir, children):
@@ -95,14 +95,14 @@ def test_found_by_its_config_with_dataloader_workers_below_it(work_dir, children
         tracker.discover([target(work_dir)])
         tracker.check(refresh_descendants=True)
         doc = tracker.document("run")
-        return doc if doc and len(doc["pids"]) == 2 else None
+        return doc if doc and len(doc.pids) == 2 else None
 
     doc = wait_for(found_with_worker, timeout=15)
-    assert doc["pid"] == child.pid and doc["matched_by"] == "cmdline_config"  # the top-most, not the worker
+    assert doc.pid == child.pid and doc.matched_by == "cmdline_config"  # the top-most, not the worker
     worker = psutil.Process(child.pid).children()[0]
     child.kill()
     wait_for(tracker.check, timeout=10)
-    assert tracker.document("run")["exit_code"] == -9  # killed: our child, so the code is known
+    assert tracker.document("run").exit_code == -9  # killed: our child, so the code is known
     worker.kill()
 
 
@@ -116,10 +116,10 @@ def test_a_process_we_did_not_start_ends_with_an_unknown_exit_code(work_dir, tmp
     try:
         tracker = ProcessTracker()
         wait_for(lambda: tracker.discover([target(work_dir)]) or "run" in tracker.tracked, timeout=10)
-        assert tracker.document("run")["pid"] == pid
+        assert tracker.document("run").pid == pid
         psutil.Process(pid).kill()
         wait_for(tracker.check, timeout=10)
-        assert tracker.document("run")["up"] is False and tracker.document("run")["exit_code"] is None
+        assert tracker.document("run").up is False and tracker.document("run").exit_code is None
     finally:
         if psutil.pid_exists(pid):
             psutil.Process(pid).kill()
@@ -135,7 +135,7 @@ def test_pid_from_the_config_and_processes_that_only_look_alike(work_dir, childr
     tracker.discover([target(work_dir)])
     assert tracker.document("run") is None
     tracker.discover([target(work_dir, pid=lookalikes[0].pid)])
-    assert tracker.document("run")["matched_by"] == "config_pid"
+    assert tracker.document("run").matched_by == "config_pid"
 
 
 def test_gpus_map_to_the_run_through_its_processes(work_dir, children, tmp_path):

@@ -108,7 +108,6 @@ class RunState:
         self.evaluations: dict[tuple, Evaluation] = {}
         self.last_saved: SavedCheckpoint | None = None
         self.best: BestCheckpointLine | None = None
-        self.removed_best: deque[str] = deque(maxlen=100)
         self.last_loaded: LoadedCheckpoint | None = None
         self.resumes: deque[Resume] = deque(maxlen=100)
         self.early_stop: EarlyStopLog | None = None
@@ -163,7 +162,7 @@ class RunState:
                 timestamp=ts,
             )
         elif isinstance(rec, BestCheckpointRemoved):
-            self.removed_best.append(rec.path)
+            pass  # what is on disk is rescanned (set_checkpoints): the line adds nothing
         elif isinstance(rec, CheckpointLoaded):
             self.last_loaded = LoadedCheckpoint(text(rec.path), rec.auto_resume, ts)
         elif isinstance(rec, Resumed):

@@ -18,8 +18,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from trainwarden.ingest.files.tail import decode_line
+from trainwarden.judge.advice import with_resume
 from trainwarden.parse.console import parse_console_line
 
+__all__ = ["Attempt", "Supervisor", "install_forwarding", "with_resume", "work_dir_of"]  # with_resume: judge.advice
 log = logging.getLogger("trainwarden.run")
 
 
@@ -33,22 +35,6 @@ def work_dir_of(command: list[str]) -> Path | None:
     scripts = [i for i, a in enumerate(command) if a.endswith(".py")]
     configs = [command[i] for i in scripts[1:]] if scripts else []  # the first .py is the training script
     return Path("work_dirs") / Path(configs[0]).stem if configs else None
-
-
-def with_resume(command: list[str], framework: str, batch_size: int | None) -> list[str]:
-    """The command, resuming from the newest checkpoint and (when given) with another batch size."""
-    out = list(command)
-    flag = "--auto-resume" if framework == "mmcv" else "--resume"
-    if not any(a in ("--resume", "--auto-resume", "--resume-from") or a.startswith("--resume=") for a in out):
-        out.append(flag)
-    if batch_size is not None:
-        key = "data.samples_per_gpu" if framework == "mmcv" else "train_dataloader.batch_size"
-        out = [a for a in out if not a.startswith(key + "=")]
-        if "--cfg-options" in out:
-            out.insert(out.index("--cfg-options") + 1, f"{key}={batch_size}")
-        else:
-            out += ["--cfg-options", f"{key}={batch_size}"]
-    return out
 
 
 @dataclass

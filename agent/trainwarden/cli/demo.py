@@ -88,7 +88,7 @@ def run_demo(args: argparse.Namespace) -> int:
     try:
         replay(writer, pace, on_step=on_step, stop=stop.is_set)
         time.sleep(1.5)  # let the agent read the last lines
-        render_status(agent.status_document(), console)
+        render_status(agent.status_report(), console)
         if notifier is not None:
             notifier.flush(timeout=15)
             console.print(f"{sum(notifier.sent.values())} notification(s) delivered.")

@@ -51,6 +51,7 @@ class Policy:
     learning_rate_min: float = 2.5e-5  # below this cosine annealing has left too little to recover
     gpu_temperature_max_celsius: float = 80.0
     gpu_memory_full_ratio: float = 0.95
+    evaluation_news_seconds: float = 900.0  # TrainingEvaluationCompleted stays active this long after a validation
     # -- evaluation ----------------------------------------------------------------------------------------------
     eval_key: str | None = None  # the evaluated metric (`pascal_voc/mAP`, `coco/bbox_mAP`, ...); None: automatic
     recall_key: str | None = None  # None: the first key of the evaluation holding "recall"

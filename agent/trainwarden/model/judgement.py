@@ -111,6 +111,7 @@ class PolicyView:
     gpu_memory_full_ratio: float
     learning_rate_min: float
     stall_seconds: float
+    evaluation_news_seconds: float
     goal: float | None
     recall_goal: float | None
     targets_apply: bool

@@ -72,6 +72,7 @@ _RUN_GAUGES = (
     ("log_last_write_timestamp_seconds", "log_last_write_timestamp_seconds", "Last modification of the run's logs."),
     ("train_last_progress_timestamp_seconds", "last_progress_timestamp_seconds",
      "Time of the last train, validation or checkpoint line."),
+    ("train_last_timestamp_seconds", "last_train_timestamp_seconds", "Time of the last train line."),
     ("train_epoch", "epoch", "Current epoch (1-based)."),
     ("train_max_epochs", "max_epochs", "Epochs planned."),
     ("train_iteration", "iteration", "Iterations done since the start of training, across epochs."),
@@ -153,6 +154,9 @@ def _add_evaluations(f: _Families, run: RunReport) -> None:
     val = latest.get("val")
     if val is not None and val.epoch is not None:
         f.gauge("eval_epoch", "Epoch of the latest validation.", ["run"]).add_metric([r], val.epoch)
+    if val is not None and val.timestamp is not None:
+        f.gauge("eval_last_timestamp_seconds", "When the latest validation was logged.", ["run"]).add_metric(
+            [r], val.timestamp)
     if val is not None and val.iteration is not None:
         f.gauge("eval_iteration", "Training iteration of the latest validation.", ["run"]).add_metric([r], val.iteration)
     if val is not None and val.target is not None and run.eval_key:
@@ -193,6 +197,7 @@ _POLICY_GAUGES = (
     ("policy_grad_norm_max", "grad_norm_max", "Gradient norm above this is yellow."),
     ("policy_learning_rate_min", "learning_rate_min", "Learning rate below this has collapsed."),
     ("policy_stall_seconds", "stall_seconds", "No progress for this long is a stall (the run's own pace)."),
+    ("policy_evaluation_news_seconds", "evaluation_news_seconds", "A validation is news for this long."),
 )
 
 

@@ -148,8 +148,8 @@ class Nvml:
         if self._ready and self._nvml is not None:
             try:
                 self._nvml.nvmlShutdown()
-            except Exception:
-                pass
+            except Exception as exc:  # shutting down a driver that is already gone: nothing left to release
+                log.debug("nvmlShutdown failed: %s", exc)
         self._ready = False
         self._reset_needed = False
         self._devices = []

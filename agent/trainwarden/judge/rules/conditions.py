@@ -13,8 +13,6 @@ from trainwarden.judge.verdict import plan_b, series
 from trainwarden.model import Condition, EarlyStopStory, GpuSample, LossTrend, RunSnapshot, RunState, Verdict
 from trainwarden.model.timefmt import stamp_utc
 
-EVALUATION_NEWS_SECONDS = 900  # TrainingEvaluationCompleted stays active this long after the evaluation
-
 
 @dataclass(frozen=True, slots=True)
 class RunContext:
@@ -111,7 +109,7 @@ def evaluation_conditions(c: RunContext) -> list[Condition]:
     last, value = points[-1]
     where = f"epoch {last.epoch}" if last.epoch is not None else f"iteration {last.iteration}"
     label = str(last.epoch if last.epoch is not None else last.iteration)
-    if last.timestamp and c.now - last.timestamp < EVALUATION_NEWS_SECONDS:
+    if last.timestamp and c.now - last.timestamp < policy.evaluation_news_seconds:
         out.append(rule("TrainingEvaluationCompleted").fire(snap.run, last.timestamp, {"evaluation": label}, key=key,
                                                             value=value, where=where))
     if c.applies:

@@ -74,8 +74,7 @@ RULES: tuple[AlertRule, ...] = (
           "little left to recover. {advice}", ("learning_rate_min",)),
     _rule("TrainingStagnant", W, "{run}: stagnant ({rule})", "{rule}: {advice}.", ("stagnant_band",)),
     _rule("TrainingEarlyStopRisk", W, "{run}: early-stop counter {counter}/{patience}",
-          "The early-stop counter is {counter} of {patience} (threshold {threshold}). Hints: {hints}.",
-          ("early_stop_threshold", "early_stop_patience")),
+          "The early-stop counter is {counter} of {patience} (threshold {threshold}). Hints: {hints}."),
     _rule("GPUTemperatureHigh", W, "{gpu_name} at {temp:.0f} °C",
           "{gpu_name} ({model}) is at {temp:.0f} °C, at or above {limit:.0f} °C: check cooling and fan speed.",
           ("gpu_temperature_max_celsius",), hold_seconds=60.0, scope="gpu"),
@@ -96,3 +95,9 @@ BY_NAME: dict[str, AlertRule] = {r.name: r for r in RULES}
 
 def rule(name: str) -> AlertRule:
     return BY_NAME[name]
+
+
+def is_host_rule(name: str) -> bool:
+    """A GPU's alert (host-level, one per GPU), as opposed to a run's."""
+    found = BY_NAME.get(name)
+    return found is not None and found.scope == "gpu"

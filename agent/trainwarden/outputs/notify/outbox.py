@@ -122,9 +122,6 @@ class Outbox:
         out.sort(key=lambda m: (m.get("created", 0), m.get("id", "")))
         return out
 
-    def due(self, now: float) -> list[dict]:
-        return [m for m in self.pending() if m.get("next_attempt", 0) <= now]
-
     def _append_journal(self, ids: list[str]) -> None:
         self._journal_unsaved.extend(ids)
         try:

@@ -12,6 +12,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+from trainwarden.judge.rules.registry import is_host_rule
 from trainwarden.model import Severity, StatusReport, severity_rank
 from trainwarden.outputs.notify.message import render, render_batch, run_facts
 from trainwarden.outputs.notify.outbox import BACKOFF_SECONDS, Outbox
@@ -88,7 +89,8 @@ class Notifier:
         """Queue notifications for what changed in the report's conditions. Returns how many were queued."""
         now = self.clock()
         runs = {r.run: r for r in report.runs}
-        conditions = [c for r in report.runs for c in r.conditions] + list(report.conditions)
+        # a hot GPU is one page, the host's: its copies on the runs that use it only colour those runs
+        conditions = [c for r in report.runs for c in r.conditions if not is_host_rule(c.alert)] + list(report.conditions)
         queued = 0
         for event in self.tracker.update(conditions, now):
             cond = event.condition

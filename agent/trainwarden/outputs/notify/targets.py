@@ -12,6 +12,8 @@ from pathlib import Path
 
 from trainwarden.model import Severity
 
+log = logging.getLogger("trainwarden.notify")
+
 SEVERITIES = tuple(s.value for s in Severity)
 _SECRETISH = re.compile(r"(://[^/@:]*:)[^@/]*@|([?&][^=&]*(?:token|key|secret|pass|password|pw|auth)[^=&]*=)[^&]*",
                         re.IGNORECASE)
@@ -25,8 +27,8 @@ def mask_url(url: str) -> str:
         plugin = apprise.Apprise.instantiate(url)
         if plugin:
             return plugin.url(privacy=True).split("?", 1)[0]
-    except Exception:  # a URL apprise rejects is still masked below
-        pass
+    except Exception as exc:  # a URL apprise rejects is still masked below
+        log.debug("apprise cannot parse a notification URL (%s): masked by hand", type(exc).__name__)
     scheme, sep, _ = url.partition("://")
     # apprise could not parse it, so nothing says which part is the secret (a bot token can sit where a host
     # would): only the scheme is shown

@@ -80,7 +80,6 @@ def line_chart(series: list[tuple[str, list[tuple[float, float]]]], title: str, 
         out.append(f'<line x1="{left}" x2="{left + plot_w}" y1="{y:.1f}" y2="{y:.1f}" stroke="{color}" '
                    f'stroke-dasharray="6 4"/><text x="{left + plot_w + 6}" y="{y + 4:.1f}" fill="{color}">'
                    f"{html.escape(label)} {value:.4g}</text>")
-    legend_y = top + plot_h + 2
     for i, (name, pts) in enumerate(series):
         pts = [(x, y) for x, y in _finite(pts) if not log_y or y > 0]
         color = PALETTE[i % len(PALETTE)]
@@ -90,6 +89,5 @@ def line_chart(series: list[tuple[str, list[tuple[float, float]]]], title: str, 
                 if len(pts) <= 30 else ""
             out.append(f'<polyline fill="none" stroke="{color}" stroke-width="1.5" points="{path}"/>{marker}')
         out.append(f'<text x="{left + plot_w + 6}" y="{top + 12 + 14 * i}" fill="{color}">{html.escape(name)}</text>')
-    del legend_y
     out.append("</svg>")
     return "".join(out)
