@@ -279,3 +279,28 @@ def test_red_is_not_held_behind_a_flood_of_info(tmp_path, sink):
     assert red_at is None, "the red notice never went out"
     assert len(sink.received) <= 5 + 20 + 1
     assert sink.delivered_titles()["[RED] TrainingLossExplosion - exp on gpu-box"] == 1
+
+
+def test_a_hot_gpu_pages_once_after_its_hold_not_once_per_run_on_it(tmp_path, sink):
+    """GPUTemperatureHigh is the host's (one per GPU): the runs on the GPU turn yellow but are not paged again,
+    and, as its Prometheus rule's `for: 1m`, it pages only once it has lasted a minute."""
+    from trainwarden.judge.rules.registry import rule
+
+    clock = Clock()
+    n = notifier(tmp_path, [Target(sink.url())], clock, resolve_after_seconds=0)
+    hot = rule("GPUTemperatureHigh").fire("", clock.t, {"gpu": "0"}, gpu_name="GPU 0", model="RTX", temp=85.0, limit=80.0)
+    runs = tuple(RunReport(run=r, work_dir=f"/w/{r}", state=RunState.RUNNING, conditions=(hot.for_run(r),))
+                 for r in ("a", "b"))
+    report = StatusReport(runs=runs, conditions=(hot,))
+    assert n.handle(report, no_tail) == 0  # not yet: a moment's spike is no cooling problem
+    clock.t += 59
+    assert n.handle(report, no_tail) == 0
+    clock.t += 2
+    assert n.handle(report, no_tail) == 1
+    n.deliver_once()
+    assert sink.titles() == ["[YELLOW] GPUTemperatureHigh - gpu-box"]
+    clock.t += 10
+    cool = StatusReport(runs=tuple(RunReport(run=r.run, work_dir=r.work_dir, state=RunState.RUNNING) for r in runs))
+    n.handle(cool, no_tail)  # cooled down before another minute: the next spike starts a new hold
+    n.deliver_once()
+    assert n.handle(report, no_tail) == 0
