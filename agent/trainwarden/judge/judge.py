@@ -104,6 +104,7 @@ def policy_view(policy: Policy, stall_seconds: float, applies: bool) -> PolicyVi
         recall_goal=policy.recall_goal if applies else None, targets_apply=applies,
         baselines=dict(policy.baselines) if applies else {},
         loss_range=tuple(policy.loss_range) if applies and policy.loss_range else None,
+        plan_label=policy.plan_label or None,
     )
 
 

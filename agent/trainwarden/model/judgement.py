@@ -117,6 +117,7 @@ class PolicyView:
     targets_apply: bool
     baselines: Mapping[str, float]
     loss_range: tuple[float, float] | None
+    plan_label: str | None = None  # the run's plan ("Plan A"), shown beside its name
 
 
 @dataclass(frozen=True, slots=True)

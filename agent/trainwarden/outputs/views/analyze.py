@@ -10,7 +10,7 @@ import time
 from trainwarden.judge.advice import RunPlace, resume_command
 from trainwarden.judge.policy import Policy
 from trainwarden.judge.verdict import plan_b
-from trainwarden.model import RunReport, RunSnapshot
+from trainwarden.model import RunReport, RunSnapshot, timefmt
 from trainwarden.model.codec import to_plain
 from trainwarden.outputs.views.svg import line_chart
 
@@ -152,7 +152,7 @@ def render_html(a: dict) -> str:
 table{{border-collapse:collapse}} td,th{{padding:2px 10px;border-bottom:1px solid #ddd}}</style></head><body>
 <h1>{html.escape(a['run'])} <span class="{html.escape(a['health'] or '')}">{html.escape(a['health'] or '')}</span></h1>
 <p>{html.escape(a['state'])} · epoch {p['epoch']}/{p['max_epochs']} · iteration {p['iteration']}/{p['max_iterations']} ·
-{html.escape(a['work_dir'])} · written {time.strftime('%Y-%m-%d %H:%M')}</p>
+{html.escape(a['work_dir'])} · written {timefmt.local(time.time())}</p>
 <h2>Verdict: {html.escape(str(v['verdict']))}</h2><p>{html.escape(str(v['rule']))}</p>
 <p><b>Next step:</b> {html.escape(str(a['next_step']['advice'])).replace(chr(10), '<br>')}</p><dl>{commands}</dl>
 <ul>{conds}</ul>

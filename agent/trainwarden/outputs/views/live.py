@@ -83,7 +83,8 @@ def run_panel(run: RunReport) -> Panel:
             grid.add_row(Text(c.severity.value, style="bold red" if c.severity == Severity.CRITICAL else "yellow"),
                          Text(c.summary))
     health = run.health.value if run.health else None
-    title = Text.assemble((run.run, "bold"), "  ", (health or "?", HEALTH.get(health, "")),
+    plan = f" ({policy.plan_label})" if policy and policy.plan_label else ""
+    title = Text.assemble((run.run, "bold"), plan, "  ", (health or "?", HEALTH.get(health, "")),
                           f"  {run.state}", f"  {run.verdict or ''}")
     return Panel(grid, title=title, border_style=HEALTH.get(health, "white"))
 
@@ -111,7 +112,7 @@ def render(report: StatusReport):
         parts.append(Text("No runs found yet."))
     if report.gpus:
         parts.append(gpu_table(report))
-    parts.append(Text(f"{time.strftime('%H:%M:%S')}  q or Ctrl-C quits", style="dim"))
+    parts.append(Text(f"{timefmt.local(time.time(), '%H:%M:%S')}  q or Ctrl-C quits", style="dim"))
     return Group(*parts)
 
 

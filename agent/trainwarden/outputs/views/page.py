@@ -71,5 +71,5 @@ table{{border-collapse:collapse}} td,th{{padding:.2em .8em;border-bottom:1px sol
 {cards}
 {gpu_html}
 <p class="muted"><a href="/metrics">/metrics</a> · <a href="/api/runs">/api/runs</a> · <a href="/healthz">/healthz</a>
-· trainwarden {e(__version__)} · {time.strftime('%Y-%m-%d %H:%M:%S')} · refreshes every 30 s</p></body></html>"""
+· trainwarden {e(__version__)} · {timefmt.local(time.time(), '%Y-%m-%d %H:%M:%S')} · refreshes every 30 s</p></body></html>"""
     return page.encode("utf-8")
