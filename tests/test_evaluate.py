@@ -126,6 +126,13 @@ CASES = [
      {"GPUMemoryNearlyFull"}, set(), "yellow"),
     ("finished", {"evals": (0.60, 0.61, 0.62, 0.63, 0.64), "end_epoch": True, "saved": 5, "quiet": 10},
      {"TrainingFinished", "TrainingTargetReached"}, {"TrainingTargetMissed"}, "green"),
+    ("a finished run's last low accuracy is history",
+     {"evals": (0.60, 0.61, 0.62, 0.63, 0.64), "end_epoch": True, "saved": 5, "quiet": 10,
+      "values": {"acc": 85.0, "grad_norm": 12.0}},
+     {"TrainingFinished"}, {"TrainingAccuracyLow", "TrainingGradNormHigh"}, "green"),
+    ("out of memory before the first logged iteration",
+     {"losses": (), "errors": [ErrorLine(T0 - 5, "cuda_oom", "torch.cuda.OutOfMemoryError: CUDA out of memory.")]},
+     {"TrainingCUDAOutOfMemory"}, set(), "red"),
     ("COCO scale: no KAIST targets", {"key": "coco/bbox_mAP", "evals": (0.30, 0.35), "losses": (0.9,) * 30},
      set(), {"TrainingEvaluationBelowTarget", "TrainingLossOutOfRange", "TrainingTargetMissed"}, "green"),
 ]
