@@ -6,7 +6,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
-from .enums import Health, RunState, Severity
+from trainwarden.model.enums import Health, RunState, Severity
 
 
 @dataclass(frozen=True, slots=True)

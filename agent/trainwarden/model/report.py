@@ -12,9 +12,9 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from .enums import Health, RunState
-from .judgement import BestEvaluation, Condition, EarlyStopStory, LossTrend, PlanBCheck, PolicyView, RunGpu
-from .snapshot import Checkpoint, EarlyStopping, ErrorEvent, GpuSample, ProcessInfo, Resume, SavedCheckpoint
+from trainwarden.model.enums import Health, RunState
+from trainwarden.model.judgement import BestEvaluation, Condition, EarlyStopStory, LossTrend, PlanBCheck, PolicyView, RunGpu
+from trainwarden.model.snapshot import Checkpoint, EarlyStopping, ErrorEvent, GpuSample, ProcessInfo, Resume, SavedCheckpoint
 
 
 @dataclass(frozen=True, slots=True)

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import PurePath
 
-from .records import ConfigFacts
+from trainwarden.model.records import ConfigFacts
 
 MIB = 1048576
 
