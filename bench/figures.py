@@ -32,7 +32,7 @@ P = " - mmengine - INFO - "
 
 
 def generate(path: Path, size: int) -> None:
-    """An MMEngine log shaped like the user's run (DESIGN.md section 2): 11439 iterations per epoch logged every
+    """An MMEngine log shaped like the user's run (docs/guide.md): 11439 iterations per epoch logged every
     50, 45 validation progress lines and a Pascal VOC result per epoch, a checkpoint per epoch."""
     rng = random.Random(1)
     ipe, epochs = 11439, 10**6

@@ -13,7 +13,7 @@ from conftest import require_binary
 ROOT = Path(__file__).parent.parent
 RULES = ROOT / "alerts" / "trainwarden.rules.yml"
 UNIT = ROOT / "alerts" / "tests" / "trainwarden.test.yml"
-# DESIGN.md section 3
+# docs/contracts/alerts.md
 CONTRACT = {
     "critical": {"TrainingLossExplosion", "TrainingLossNotFinite", "TrainingCUDAOutOfMemory", "TrainingProcessExited",
                  "TrainingStalled", "TrainingTargetMissed", "TrainingDegraded", "TrainwardenAgentDown"},

@@ -1,4 +1,4 @@
-"""`trainwarden demo`: replay a realistic MMEngine run, modelled on the user's (DESIGN.md section 2), into a
+"""`trainwarden demo`: replay a realistic MMEngine run, modelled on the user's (docs/guide.md), into a
 temporary folder at high speed, and watch it.
 
 The run: `configs/llvip/stage2_1_kaist_detonly_pure_detection.py`, Faster R-CNN-style detector on KAIST, 11439
