@@ -3,14 +3,13 @@ over the last 100. Pure."""
 
 from __future__ import annotations
 
-import math
-
 from trainwarden.judge.policy import Policy
 from trainwarden.model import LossTrend
 
 
 def loss_trend(losses: list[float], policy: Policy) -> LossTrend | None:
-    values = [v for v in losses if math.isfinite(v)]
+    """`losses` are finite (the snapshot's points hold finite values only)."""
+    values = losses
     short_n = policy.loss_short_window
     if len(values) < short_n + 1:
         return None

@@ -333,11 +333,11 @@ class RunSnapshot:
             return None
         return min(1.0, self.iteration / self.max_iterations)
 
-    @property
+    @cached_property
     def recent_losses(self) -> list[float]:
         return [p.values["loss"] for p in self.recent if "loss" in p.values]
 
-    @property
+    @cached_property
     def validations(self) -> tuple[Evaluation, ...]:
         return tuple(e for e in self.evaluations if e.mode == "val")
 
