@@ -66,21 +66,12 @@ class Fleet:
                 waiting.append((name, path))  # its run has not appeared yet
         self.consoles = waiting
 
-    def poll(self, path: Path | None = None) -> bool:
-        """Read new bytes of every watched file, or only of the run that holds `path`."""
-        if path is not None:
-            reader = self.reader_for(path)
-            if reader is not None:
-                return reader.poll()
-            return False
+    def poll(self) -> bool:
+        """Read new bytes of every watched file."""
         changed = False
         for reader in self.current_readers():
             changed |= reader.poll()
         return changed
-
-    def rescan_checkpoints(self) -> None:
-        for reader in self.current_readers():
-            reader.rescan_checkpoints()
 
     def reader_for(self, path: Path) -> RunReader | None:
         path = Path(path)
