@@ -13,6 +13,7 @@ from conftest import DESIGN, REAL
 
 from trainwarden.ingest.files.discover import describe, find_work_dirs
 from trainwarden.ingest.files.scan import ScanLimits, scan_file
+from trainwarden.ingest.fleet import Fleet
 from trainwarden.ingest.reader import RunReader
 from trainwarden.judge.lifecycle import judge_state
 from trainwarden.judge.policy import DEFAULT_POLICY
@@ -121,9 +122,14 @@ class Detectron2Metrics:
 
     def new_parser(self, context: ParseContext) -> LineParser:
         def parse(line: str) -> Record | None:
-            row = json.loads(line)
-            values = {("loss" if k == "total_loss" else k): float(v) for k, v in row.items() if "loss" in k}
-            return TrainRecord(None, None, None, None, row["iteration"], None, values, None)
+            try:
+                row = json.loads(line)
+                iteration = int(row["iteration"])
+            except (ValueError, KeyError, TypeError):
+                return None  # not a row: a half-copied file, a line of something else
+            values = {("loss" if k == "total_loss" else k): float(v) for k, v in row.items()
+                      if "loss" in k and isinstance(v, (int, float))}
+            return TrainRecord(None, None, None, None, iteration, None, values, None)
 
         return RowParser(parse)
 
@@ -146,6 +152,9 @@ def test_a_format_written_elsewhere_is_found_and_read_like_the_built_in_ones(tmp
         f.write(json.dumps({"iteration": 219, "total_loss": 0.25, "loss_cls": 0.1}) + "\n")
     assert reader.refresh()  # describes the work dir again with the same formats, and tails the new row
     assert _document(reader)["iteration"] == 219
+    fleet = Fleet([tmp_path], formats=formats)  # what `watch` runs, given the formats
+    assert fleet.rediscover()
+    assert [_document(r)["iteration"] for r in fleet.current_readers()] == [219]
 
 
 def test_the_first_format_to_claim_a_file_keeps_it(tmp_path):

@@ -24,6 +24,7 @@ from trainwarden.parse.prefix import clock_offset
 from trainwarden.state import RunState
 
 MAX_DUMP_BYTES = 1 << 20
+CONSOLE = by_name("console")  # the format of a capture named with `--console`, whatever its name
 # What happened to the files, by name, for the lead's metrics: every key is there from the start, so that a
 # reader of the dict on another thread never sees it change size.
 FILE_EVENTS = ("rotated", "truncated", "recreated", "long_line", "decode_fallback")
@@ -103,8 +104,7 @@ class RunReader:
             dump = session.files.get(Role.DUMP)
             if dump is not None:
                 self._read_dump(dump, session.id)
-        console = by_name("console")
-        for file in [*self.layout.run_files, *(FormatFile(p, console) for p in self._extra_consoles)]:
+        for file in [*self.layout.run_files, *(FormatFile(p, CONSOLE) for p in self._extra_consoles)]:
             self._ensure(file, file.path.name)
         changed = self.poll()
         self.rescan_checkpoints()

@@ -71,10 +71,6 @@ class RunLayout:
     config_file: Path | None = None
     formats: tuple[Format, ...] = FORMATS  # what it was described with: the run's next look uses them again
 
-    @property
-    def consoles(self) -> list[Path]:
-        return [f.path for f in self.run_files if f.format.role is Role.CONSOLE]
-
 
 def _entries(path: Path) -> list[os.DirEntry]:
     try:

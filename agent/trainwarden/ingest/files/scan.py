@@ -90,7 +90,8 @@ class _Scan:
 
 
 def _train_signature(line: bytes, markers: ScanMarkers) -> tuple[int, bytes] | None:
-    """Header width and leading words of a train line ("Epoch(train)", "Iter(train)", "Epoch [", "Iter [")."""
+    """Header width and leading words (what the format's `train` matches: "Epoch(train)", "Iter [", ...) of a train
+    line; None when the line is not of the markers' shape (then every line is parsed)."""
     text = line.decode("utf-8", errors="replace").rstrip("\r")
     width = markers.header_width(text)
     if width is None:
