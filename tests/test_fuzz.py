@@ -26,6 +26,8 @@ from trainwarden.outputs.notify.service import Notifier
 from trainwarden.outputs.status import document, status_report
 from trainwarden.parse.configdump import parse_config_dump, parse_environment
 from trainwarden.parse.console import parse_console_line
+from trainwarden.parse.formats import FORMATS, recognise
+from trainwarden.parse.formats.base import ParseContext
 from trainwarden.parse.jsonlogs import parse_mmcv_json_line, parse_scalars_line, parse_test_dump
 from trainwarden.parse.messages import eta_seconds, parse_items, parse_message, to_float
 from trainwarden.parse.prefix import clean_line, split_header
@@ -98,6 +100,21 @@ def exposition_of(lines: list[str], run: str, now: float) -> bytes:
 @given(st.lists(any_line, max_size=60))
 def test_log_stream_and_state_take_any_sequence(lines):
     exposition_of(lines, "r", 1_800_000_000.0)
+
+
+@FUZZ
+@given(st.lists(any_line, max_size=30), st.text(max_size=40), st.binary(max_size=300))
+def test_every_format_takes_any_lines_and_any_file(lines, name, first_bytes):
+    """Through the Format protocol, as the reader uses it: recognise any file, parse any lines with any format."""
+    found = recognise(name, first_bytes)
+    assert found is None or found in FORMATS
+    for fmt in FORMATS:
+        fmt.matches(name, first_bytes)
+        parser = fmt.new_parser(ParseContext(2025, loop=lambda: "epoch"))
+        records = [r for line in lines for r in parser.feed(line)] + parser.flush()
+        assert all(isinstance(r, Record) for r in records)
+        for line in lines[:5]:
+            fmt.line_timestamp(line, 2025)
 
 
 python_like = st.one_of(

@@ -12,8 +12,9 @@ from conftest import DESIGN, REAL
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from trainwarden.ingest.files.lines import decode_line
 from trainwarden.ingest.files.scan import ScanLimits, scan_file
-from trainwarden.ingest.files.tail import FileTailer, decode_line
+from trainwarden.ingest.files.tail import FileTailer
 from trainwarden.judge.policy import DEFAULT_POLICY
 from trainwarden.outputs.status import status_document
 from trainwarden.parse.stream import LogStream, parse_lines

@@ -155,3 +155,31 @@ def test_missing_file_is_not_an_error(tmp_path):
     assert t.poll().lines == []
     (tmp_path / "not-yet.log").write_bytes(b"hello\n")
     assert t.poll().lines == ["hello"]
+
+
+def test_the_reader_counts_what_happened_to_its_files_by_name(tmp_path):
+    """Rotation, truncation, re-creation, over-long lines and fallback decodings each have their own count
+    (`reader.file_events`), from the cold scan and from tailing alike; before, only over-long lines were counted,
+    as "parse errors"."""
+    from trainwarden.ingest.files.discover import describe
+    from trainwarden.ingest.reader import RunReader
+
+    session = tmp_path / "run" / "20251111_180600"
+    session.mkdir(parents=True)
+    log = session / "20251111_180600.log"
+    train = b"2025/11/11 18:06:00 - mmengine - INFO - Epoch(train)  [1][ 50/100]  lr: 1.0e-04  loss: 0.3\n"
+    log.write_bytes(train + b"x" * (2 << 20) + b"\n" + train)  # an over-long line, met by the cold scan
+    reader = RunReader(describe(tmp_path / "run"))
+    reader.refresh()
+    assert reader.file_events == {"rotated": 0, "truncated": 0, "recreated": 0, "long_line": 1, "decode_fallback": 0}
+    append(log, "2025/11/11 18:06:01 - mmengine - INFO - 训练\n".encode("gbk") + b"y" * (2 << 20) + b"\n")
+    reader.poll()
+    log.write_bytes(train)  # truncated: shorter than what was read
+    reader.poll()
+    with log.open("r+b") as f:  # rewritten in place from the start, longer than before
+        f.write(train.replace(b"18:06:00", b"18:07:00") * 2)
+    reader.poll()
+    os.replace(log, session / "20251111_180600.log.1")
+    log.write_bytes(train)
+    reader.poll()
+    assert reader.file_events == {"rotated": 1, "truncated": 1, "recreated": 1, "long_line": 2, "decode_fallback": 1}

@@ -17,9 +17,10 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from trainwarden.ingest.files.tail import decode_line
+from trainwarden.ingest.files.lines import LineSplitter, decode_line
 from trainwarden.judge.advice import with_resume
 from trainwarden.parse.console import parse_console_line
+from trainwarden.parse.prefix import clean_line
 
 __all__ = ["Attempt", "Supervisor", "install_forwarding", "with_resume", "work_dir_of"]  # with_resume: judge.advice
 log = logging.getLogger("trainwarden.run")
@@ -68,7 +69,7 @@ class Supervisor:
         return self.child
 
     def _copy(self, stream, terminal, attempt: Attempt) -> None:
-        pending = b""
+        lines = LineSplitter()  # split as the console file is read back: a line without its end is bounded too
         while True:
             data = stream.read1(65536) if hasattr(stream, "read1") else stream.read(65536)
             if not data:
@@ -81,16 +82,14 @@ class Supervisor:
             with self._lock:
                 self._console.write(data)
                 self._console.flush()
-            pending += data
-            *lines, pending = pending.split(b"\n")
-            for raw in lines:
+            for raw in lines.split(data):
                 self._scan(raw, attempt)
-        if pending:
-            self._scan(pending, attempt)
+        if lines.pending:  # the child is gone: its last line is complete
+            self._scan(lines.rest(), attempt)
 
     def _scan(self, raw: bytes, attempt: Attempt) -> None:
-        text, _ = decode_line(raw.rstrip(b"\r"))
-        found = parse_console_line(text.rsplit("\r", 1)[-1])
+        text, _ = decode_line(raw)
+        found = parse_console_line(clean_line(text))  # cleaned as the reader cleans the console file's lines
         if found is not None:
             attempt.errors[found.kind] = attempt.errors.get(found.kind, 0) + 1
             attempt.evidence = [*attempt.evidence[-19:], found.text]

@@ -7,12 +7,16 @@ from pathlib import Path
 
 from trainwarden.ingest.files.discover import describe, find_work_dirs, run_names
 from trainwarden.ingest.reader import RunReader
+from trainwarden.parse.formats import FORMATS
+from trainwarden.parse.formats.base import Format
 
 
 class Fleet:
-    def __init__(self, roots: list[Path], cold_scan: bool = True, consoles: list[tuple[str | None, Path]] = ()) -> None:
+    def __init__(self, roots: list[Path], cold_scan: bool = True, consoles: list[tuple[str | None, Path]] = (),
+                 formats: tuple[Format, ...] = FORMATS) -> None:
         self.roots = [Path(r).absolute() for r in roots]
         self.cold_scan = cold_scan
+        self.formats = formats
         self.readers: dict[Path, RunReader] = {}
         self.consoles = [(name, Path(p).absolute()) for name, p in consoles]  # `--console [RUN=]FILE`, not yet placed
         self._lock = threading.Lock()  # guards `readers` between the worker and HTTP threads
@@ -21,14 +25,14 @@ class Fleet:
         """Find new work dirs and sessions and read what they hold. True if anything changed."""
         found: list[Path] = []
         for root in self.roots:
-            for wd in find_work_dirs(root):
+            for wd in find_work_dirs(root, formats=self.formats):
                 if wd not in found:
                     found.append(wd)
         changed = self._forget_removed()
         names = run_names(sorted(set(found) | set(self.readers)))
         self._place_consoles(found, names)
         for wd in found:
-            layout = describe(wd, names[wd])
+            layout = describe(wd, names[wd], self.formats)
             reader = self.readers.get(wd)
             if reader is None:
                 reader = RunReader(layout, cold_scan=self.cold_scan)
@@ -60,27 +64,18 @@ class Fleet:
             if len(owners) == 1:
                 wd = owners[0]
                 if wd not in self.readers:
-                    self.readers[wd] = RunReader(describe(wd, names[wd]), cold_scan=self.cold_scan)
+                    self.readers[wd] = RunReader(describe(wd, names[wd], self.formats), cold_scan=self.cold_scan)
                 self.readers[wd].add_console(path)
             else:
                 waiting.append((name, path))  # its run has not appeared yet
         self.consoles = waiting
 
-    def poll(self, path: Path | None = None) -> bool:
-        """Read new bytes of every watched file, or only of the run that holds `path`."""
-        if path is not None:
-            reader = self.reader_for(path)
-            if reader is not None:
-                return reader.poll()
-            return False
+    def poll(self) -> bool:
+        """Read new bytes of every watched file."""
         changed = False
         for reader in self.current_readers():
             changed |= reader.poll()
         return changed
-
-    def rescan_checkpoints(self) -> None:
-        for reader in self.current_readers():
-            reader.rescan_checkpoints()
 
     def reader_for(self, path: Path) -> RunReader | None:
         path = Path(path)

@@ -1,38 +1,43 @@
-"""Read one run's files into its RunState: a cold-start scan of each file, then incremental tailing.
+"""Read one run's files into its RunState: a cold-start scan of each text log, then incremental tailing.
 
-No threads here: the agent calls `refresh()` (layout changes) and `poll()` (new bytes) from its own worker, and
-`status` calls `refresh()` once.
+What a file is and how its lines become records is its format's (parse/formats/); what the reader does with it
+is its format's Role: a session's text log is the authority, its JSON file serves only a session without one, a
+dump is read whole, a console capture is a file of the whole run. No threads here: the agent calls `refresh()`
+(layout changes) and `poll()` (new bytes) from its own worker, and `status` calls `refresh()` once.
 """
 
 from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from trainwarden.ingest.files.discover import RunLayout, describe, list_checkpoints
+from trainwarden.ingest.files.discover import FormatFile, RunLayout, describe, list_checkpoints
 from trainwarden.ingest.files.lines import last_lines
 from trainwarden.ingest.files.scan import scan_file
 from trainwarden.ingest.files.tail import FileTailer, TailBatch
 from trainwarden.model import ErrorLine, Record
-from trainwarden.parse.jsonlogs import parse_mmcv_json_line, parse_scalars_line, parse_test_dump
-from trainwarden.parse.prefix import clean_line, clock_offset, split_header
-from trainwarden.parse.stream import LogStream
+from trainwarden.parse.formats import by_name
+from trainwarden.parse.formats.base import Format, LineParser, ParseContext, Role
+from trainwarden.parse.prefix import clock_offset
 from trainwarden.state import RunState
 
-MAX_TEST_DUMP_BYTES = 1 << 20
+MAX_DUMP_BYTES = 1 << 20
+CONSOLE = by_name("console")  # the format of a capture named with `--console`, whatever its name
+# What happened to the files, by name, for the lead's metrics: every key is there from the start, so that a
+# reader of the dict on another thread never sees it change size.
+FILE_EVENTS = ("rotated", "truncated", "recreated", "long_line", "decode_fallback")
 log = logging.getLogger("trainwarden.reader")
 
 
 @dataclass
 class _Source:
     path: Path
-    kind: str  # "log", "console", "scalars", "mmcv_json"
+    format: Format
     session: str
     tailer: FileTailer
-    stream: LogStream | None
+    parser: LineParser
     started: bool = False
 
 
@@ -43,7 +48,7 @@ def _year_of(path: Path) -> int:
         return time.localtime().tm_year
 
 
-def _zone_offset(path: Path) -> float:
+def _zone_offset(path: Path, fmt: Format) -> float:
     """The trainer's clock zone against ours, from a log that is being written now (prefix.clock_offset)."""
     try:
         written = path.stat().st_mtime
@@ -52,9 +57,9 @@ def _zone_offset(path: Path) -> float:
         return 0.0
     year = time.localtime(written).tm_year
     for line in reversed(lines):
-        header = split_header(clean_line(line), year)
-        if header is not None and header.ts is not None:
-            offset = clock_offset(header.ts, written, time.time())
+        ts = fmt.line_timestamp(line, year)
+        if ts is not None:
+            offset = clock_offset(ts, written, time.time())
             if offset:
                 log.warning("%s: its lines are %.2f h ahead of this machine's clock (another time zone): read "
                             "%+.2f h", path, -offset / 3600, offset / 3600)
@@ -67,8 +72,9 @@ class RunReader:
         self.layout = layout
         self.state = RunState(layout.name, str(layout.work_dir), layout.framework)
         self.cold_scan = cold_scan
+        self.file_events: dict[str, int] = dict.fromkeys(FILE_EVENTS, 0)
         self._sources: dict[Path, _Source] = {}
-        self._test_dumps: dict[Path, float] = {}
+        self._dumps: dict[Path, float] = {}
         self._extra_consoles: list[Path] = []
 
     @property
@@ -82,32 +88,37 @@ class RunReader:
     # -- layout ---------------------------------------------------------------------------------------------
     def refresh(self, layout: RunLayout | None = None) -> bool:
         """Pick up new sessions and files, read everything new, rescan checkpoints. True if anything changed."""
-        self.layout = layout or describe(self.layout.work_dir, self.layout.name)
+        self.layout = layout or describe(self.layout.work_dir, self.layout.name, self.layout.formats)
         st = self.state
         with st.lock:
             if st.framework == "unknown":
                 st.framework = self.layout.framework
             st.config_file = self.layout.config_file.name if self.layout.config_file else None
         for session in self.layout.sessions:
-            if session.log is not None:
-                self._ensure(session.log, "log", session.id)
-            elif session.json is not None:
-                self._ensure(session.json, session.json_kind or "scalars", session.id)
-            if session.test_dump is not None:
-                self._read_test_dump(session.test_dump, session.id)
-        for console in [*self.layout.consoles, *self._extra_consoles]:
-            self._ensure(console, "console", console.name)
+            text = session.files.get(Role.LOG)
+            json = session.files.get(Role.JSON)
+            if text is not None:
+                self._ensure(text, session.id)
+            elif json is not None:
+                self._ensure(json, session.id)
+            dump = session.files.get(Role.DUMP)
+            if dump is not None:
+                self._read_dump(dump, session.id)
+        for file in [*self.layout.run_files, *(FormatFile(p, CONSOLE) for p in self._extra_consoles)]:
+            self._ensure(file, file.path.name)
         changed = self.poll()
         self.rescan_checkpoints()
         return changed
 
-    def _ensure(self, path: Path, kind: str, session: str) -> None:
-        if path in self._sources:
+    def _ensure(self, file: FormatFile, session: str) -> None:
+        if file.path in self._sources:
             return
-        stream = None
-        if kind in ("log", "console"):
-            stream = LogStream(_year_of(path), errors_only=(kind == "console"), offset=_zone_offset(path))
-        self._sources[path] = _Source(path, kind, session, FileTailer(path), stream)
+        fmt = file.format
+        context = ParseContext(_year_of(file.path), _zone_offset(file.path, fmt), self._loop)
+        self._sources[file.path] = _Source(file.path, fmt, session, FileTailer(file.path), fmt.new_parser(context))
+
+    def _loop(self) -> str | None:
+        return self.state.config.loop
 
     def rescan_checkpoints(self) -> None:
         extra = Path(self.state.checkpoint_dir) if self.state.checkpoint_dir else None
@@ -117,12 +128,10 @@ class RunReader:
             self.state.last_checkpoint_file = last
 
     # -- bytes ----------------------------------------------------------------------------------------------
-    def poll(self, only: Path | None = None) -> bool:
-        """Read what was appended to every file (or to `only`). True if records or lines arrived."""
+    def poll(self) -> bool:
+        """Read what was appended to every file. True if records or lines arrived."""
         changed = False
         for source in list(self._sources.values()):
-            if only is not None and source.path != only:
-                continue
             changed |= self._poll_source(source)
         return changed
 
@@ -132,7 +141,7 @@ class RunReader:
     def _poll_source(self, source: _Source) -> bool:
         if not source.started:
             source.started = True
-            if self.cold_scan and source.stream is not None and source.kind == "log":
+            if self.cold_scan and source.format.scan is not None:
                 return self._cold_start(source)
         changed = False
         while True:
@@ -140,25 +149,23 @@ class RunReader:
             changed |= self._consume(source, batch)
             if not batch.more:
                 break
-        if source.stream is not None and source.stream.in_block and not changed:
+        if source.parser.holding and not changed:
             # the file went quiet with a config dump pending: it is complete
-            self.state.apply_all(source.stream.flush(), source.session)
+            self.state.apply_all(source.parser.flush(), source.session)
         self._note_file(source)
         return changed
 
     def _cold_start(self, source: _Source) -> bool:
         try:
             size = source.path.stat().st_size
-        except OSError:
-            source.started = False
-            return False
-        try:
-            result = scan_file(source.path, size, source.stream)
+            result = scan_file(source.path, size, source.parser, markers=source.format.scan)
         except OSError:
             source.started = False
             return False
         self.state.apply_all(result.records, source.session)
         self.state.note_lines(result.lines_parsed, result.long_lines, result.decode_fallbacks)
+        self.file_events["long_line"] += result.long_lines
+        self.file_events["decode_fallback"] += result.decode_fallbacks
         source.tailer.skip_to(result.offset, result.signature)
         # the rest (a partial last line, bytes written meanwhile) comes through the tailer
         batch = source.tailer.poll()
@@ -169,56 +176,42 @@ class RunReader:
     def _consume(self, source: _Source, batch: TailBatch) -> bool:
         if not batch.lines and not batch.events:
             return False
-        records = self._parse(source, batch.lines)
-        if source.kind == "console":
+        records: list[Record] = []
+        for line in batch.lines:
+            records.extend(source.parser.feed(line))
+        if source.format.role is Role.CONSOLE:
             # a traceback line has no timestamp: it was written about when the file last changed
             written = source.tailer.mtime
             records = [ErrorLine(written, r.kind, r.text) if isinstance(r, ErrorLine) and r.ts is None else r
                        for r in records]
         st = self.state
         st.apply_all(records, source.session)
-        st.note_lines(
-            len(batch.lines), batch.events.count("long_line"), batch.events.count("decode_fallback")
-        )
+        # an over-long line is still counted as a parse error there, as before the file events had names
+        st.note_lines(len(batch.lines), batch.events.count("long_line"), batch.events.count("decode_fallback"))
+        for event in batch.events:
+            self.file_events[event] = self.file_events.get(event, 0) + 1
         return True
 
-    def _parse(self, source: _Source, lines: list[str]) -> list[Record]:
-        out: list[Record] = []
-        if source.stream is not None:
-            for line in lines:
-                out.extend(source.stream.feed(line))
-            return out
-        parse: Callable[[str], Record | None]
-        if source.kind == "mmcv_json":
-            parse = parse_mmcv_json_line
-        else:
-            by_epoch = None if self.state.config.loop is None else self.state.config.loop == "epoch"
-            def parse(line: str) -> Record | None:
-                return parse_scalars_line(line, by_epoch)
-        for line in lines:
-            rec = parse(line)
-            if rec is not None:
-                out.append(rec)
-        return out
-
     def _note_file(self, source: _Source) -> None:
-        dialect = source.stream.dialect if source.stream is not None and source.kind == "log" else None
-        if dialect in ("mmengine", "mmcv"):
+        framework = source.parser.framework if source.format.role is Role.LOG else None
+        if framework is not None:
             with self.state.lock:
-                self.state.framework = dialect  # the log's own header format is the best evidence
+                self.state.framework = framework  # the log's own header format is the best evidence
         t = source.tailer
-        self.state.note_file(str(source.path), source.kind, t.size, t.mtime)
+        self.state.note_file(str(source.path), source.format.kind, t.size, t.mtime)
 
-    def _read_test_dump(self, path: Path, session: str) -> None:
+    def _read_dump(self, file: FormatFile, session: str) -> None:
+        path = file.path
         try:
             st = path.stat()
-            if self._test_dumps.get(path) == st.st_mtime or st.st_size > MAX_TEST_DUMP_BYTES:
+            if self._dumps.get(path) == st.st_mtime or st.st_size > MAX_DUMP_BYTES:
                 return
             text = path.read_text(encoding="utf-8", errors="replace")
         except OSError:
             return
-        self._test_dumps[path] = st.st_mtime
-        session_has_log = any(s.session == session and s.kind == "log" for s in self._sources.values())
-        rec = parse_test_dump(text)
-        if rec is not None and not session_has_log:  # the text log already holds the same `Epoch(test)` line
-            self.state.apply_all([rec], session)
+        self._dumps[path] = st.st_mtime
+        session_has_log = any(s.session == session and s.format.role is Role.LOG for s in self._sources.values())
+        if session_has_log:  # the text log already holds the same `Epoch(test)` line
+            return
+        parser = file.format.new_parser(ParseContext(time.localtime(st.st_mtime).tm_year))
+        self.state.apply_all([*parser.feed(text), *parser.flush()], session)

@@ -10,6 +10,7 @@ from __future__ import annotations
 import math
 import re
 import sys
+from collections.abc import Callable
 
 from trainwarden.model import (
     BestCheckpointRemoved,
@@ -140,6 +141,90 @@ def _user_early_stop(message: str, ts: float | None) -> EarlyStopCheck | None:
     )
 
 
+def _saving(message: str, ts: float | None) -> Record | None:
+    m = _SAVING.match(message)
+    return CheckpointSaved(ts, "epoch" if m[2] == "epoch" else "iteration", int(m[1])) if m else None
+
+
+def _best_mmengine(message: str, ts: float | None) -> Record | None:
+    m = _BEST_MMENGINE.match(message)
+    if m is None:
+        return None
+    unit = "epoch" if m["u"] == "epoch" else "iteration"
+    return BestCheckpointSaved(ts, m["k"], to_float(m["v"]), unit, int(m["n"]), m["f"])
+
+
+def _best_removed(message: str, ts: float | None) -> Record | None:
+    m = _BEST_REMOVED.match(message)
+    return BestCheckpointRemoved(ts, m["p"]) if m else None
+
+
+def _best_mmcv_file(message: str, ts: float | None) -> Record | None:
+    m = _BEST_MMCV_FILE.match(message)
+    return BestCheckpointSaved(ts, None, None, None, None, m["f"]) if m else None
+
+
+def _best_mmcv_score(message: str, ts: float | None) -> Record | None:
+    m = _BEST_MMCV_SCORE.match(message)
+    if m is None:
+        return None
+    unit = "epoch" if m["u"] == "epoch" else "iteration"
+    return BestCheckpointSaved(ts, m["k"], to_float(m["v"]), unit, int(m["n"]), None)
+
+
+def _load(message: str, ts: float | None) -> Record | None:
+    m = _LOAD.match(message)
+    return CheckpointLoaded(ts, m["p"]) if m else None
+
+
+def _auto_resume(message: str, ts: float | None) -> Record | None:
+    m = _AUTO_RESUME.match(message)
+    return CheckpointLoaded(ts, m["p"], auto_resume=True) if m else None
+
+
+def _resumed(message: str, ts: float | None) -> Record | None:
+    m = _RESUMED.match(message)
+    return Resumed(ts, int(m["e"]), int(m["i"])) if m else None
+
+
+def _checkpoint_dir(message: str, ts: float | None) -> Record | None:
+    m = _CKPT_DIR.match(message)
+    return CheckpointDir(ts, m["p"]) if m else None
+
+
+def _no_improvement(message: str, ts: float | None) -> Record | None:
+    m = _ES_NO_IMPROVE.match(message)
+    return EarlyStopTriggered(ts, "no_improvement", None, to_float(m[2]), message.strip()) if m else None
+
+
+def _infinite(message: str, ts: float | None) -> Record | None:
+    m = _ES_INFINITE.match(message)
+    return EarlyStopTriggered(ts, "nonfinite", m["k"], to_float(m["v"]), message.strip()) if m else None
+
+
+def _threshold(message: str, ts: float | None) -> Record | None:
+    m = _ES_THRESHOLD.match(message)
+    return EarlyStopTriggered(ts, "threshold", m["k"], to_float(m["v"]), message.strip()) if m else None
+
+
+# The messages other than loop lines, by their first five characters: one dict lookup a line finds the only
+# pattern worth trying. A new message shape is one function and one entry here.
+_BY_HEAD: dict[str, Callable[[str, float | None], Record | None]] = {
+    "Savin": _saving,  # Saving checkpoint at 12 epochs
+    "The b": _best_mmengine,  # The best checkpoint with 0.6012 coco/bbox_mAP at 1 epoch is saved to best_....pth.
+    "The p": _best_removed,  # The previous best checkpoint /w/best_....pth is removed
+    "Now b": _best_mmcv_file,  # Now best checkpoint is saved as best_mAP_epoch_2.pth.
+    "Best ": _best_mmcv_score,  # Best mAP is 0.8500 at 2 epoch.
+    "Load ": _load,  # Load checkpoint from /w/epoch_2.pth
+    "Auto ": _auto_resume,  # Auto resumed from the latest checkpoint /w/epoch_2.pth.
+    "resum": _resumed,  # resumed epoch: 2, iter: 22878
+    "Check": _checkpoint_dir,  # Checkpoints will be saved to /w.
+    "the m": _no_improvement,  # the monitored metric did not improve in the last 2 records. best score: 0.601.
+    "Monit": _infinite,  # Monitored metric coco/bbox_mAP = nan is infinite.
+    "Stopp": _threshold,  # Stopping threshold reached: `coco/bbox_mAP` = 0.7 is greater than 0.6.
+}
+
+
 def parse_message(message: str, ts: float | None) -> Record | None:
     """One record from one logging message, or None when the message is of no interest."""
     head = message[:5]
@@ -148,52 +233,9 @@ def parse_message(message: str, ts: float | None) -> Record | None:
         if rec is not None:
             return rec
         return _user_early_stop(message, ts) if head == "Epoch" else None
-    if head == "Savin":
-        m = _SAVING.match(message)
-        if m:
-            return CheckpointSaved(ts, "epoch" if m[2] == "epoch" else "iteration", int(m[1]))
-        return None
-    if head == "The b":
-        m = _BEST_MMENGINE.match(message)
-        if m:
-            unit = "epoch" if m["u"] == "epoch" else "iteration"
-            return BestCheckpointSaved(ts, m["k"], to_float(m["v"]), unit, int(m["n"]), m["f"])
-        return None
-    if head == "The p":
-        m = _BEST_REMOVED.match(message)
-        return BestCheckpointRemoved(ts, m["p"]) if m else None
-    if head == "Now b":
-        m = _BEST_MMCV_FILE.match(message)
-        return BestCheckpointSaved(ts, None, None, None, None, m["f"]) if m else None
-    if head == "Best ":
-        m = _BEST_MMCV_SCORE.match(message)
-        if m:
-            unit = "epoch" if m["u"] == "epoch" else "iteration"
-            return BestCheckpointSaved(ts, m["k"], to_float(m["v"]), unit, int(m["n"]), None)
-        return None
-    if head == "Load ":
-        m = _LOAD.match(message)
-        return CheckpointLoaded(ts, m["p"]) if m else None
-    if head == "Auto ":
-        m = _AUTO_RESUME.match(message)
-        return CheckpointLoaded(ts, m["p"], auto_resume=True) if m else None
-    if head == "resum":
-        m = _RESUMED.match(message)
-        return Resumed(ts, int(m["e"]), int(m["i"])) if m else None
-    if head == "Check":
-        m = _CKPT_DIR.match(message)
-        return CheckpointDir(ts, m["p"]) if m else None
-    if head == "the m":
-        m = _ES_NO_IMPROVE.match(message)
-        if m:
-            return EarlyStopTriggered(ts, "no_improvement", None, to_float(m[2]), message.strip())
-        return None
-    if head == "Monit":
-        m = _ES_INFINITE.match(message)
-        return EarlyStopTriggered(ts, "nonfinite", m["k"], to_float(m["v"]), message.strip()) if m else None
-    if head == "Stopp":
-        m = _ES_THRESHOLD.match(message)
-        return EarlyStopTriggered(ts, "threshold", m["k"], to_float(m["v"]), message.strip()) if m else None
+    by_head = _BY_HEAD.get(head)
+    if by_head is not None:
+        return by_head(message, ts)
     if "infinite or NaN" in message:
         return ErrorLine(ts, "nonfinite_loss", message.strip())
     return None

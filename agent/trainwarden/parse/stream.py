@@ -17,8 +17,9 @@ _BLOCK_MAX_LINES = 20000  # a config dump is a few hundred lines; bound the memo
 
 
 class LogStream:
-    """Stateful line grouping for one file. `errors_only` keeps only error records (console captures of a run
-    whose .log is also read: the .log is the authority for progress, the console for what never reaches it)."""
+    """Stateful line grouping for one file: the LineParser of every text format. `errors_only` keeps only error
+    records (console captures of a run whose .log is also read: the .log is the authority for progress, the
+    console for what never reaches it)."""
 
     def __init__(self, default_year: int, errors_only: bool = False, offset: float = 0.0) -> None:
         self.default_year = default_year
@@ -74,8 +75,15 @@ class LogStream:
         return [facts] if facts is not None else []
 
     @property
-    def in_block(self) -> bool:
+    def holding(self) -> bool:
+        """A config dump or environment block is held: it ends at the next header, or by `flush()`."""
         return self._block is not None
+
+    @property
+    def framework(self) -> str | None:
+        """The framework the file's own header format shows: the best evidence there is (a console capture's
+        header, without a year, shows none)."""
+        return self.dialect if self.dialect in ("mmengine", "mmcv") else None
 
 
 def parse_lines(lines, default_year: int, errors_only: bool = False) -> list[Record]:

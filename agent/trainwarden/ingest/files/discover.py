@@ -1,11 +1,14 @@
 """Find runs, their sessions and their checkpoints on disk.
 
-- MMEngine:  work_dir/<ts>/<ts>.log, work_dir/<ts>/vis_data/scalars.json, work_dir/<ts>/<ts>.json (test dump)
-- mmcv 2.x:  work_dir/<ts>.log, work_dir/<ts>.log.json
-- both:      work_dir/epoch_N.pth, iter_N.pth, best_*.pth (before MMEngine 0.7.2 also best_coco/bbox_mAP_..pth,
-             a sub-folder), latest.pth (mmcv, a link), last_checkpoint (MMEngine, the path of the last one)
-A run is a work dir: every session (a resume writes a new <ts>/ or <ts>.log) folds into it, in time order.
-A PATH may be a work dir, one of its session folders, or a folder holding work dirs (searched a few levels deep).
+Which files a work dir holds, and to which session each belongs, is the formats' to say (parse/formats/: MMEngine
+writes work_dir/<ts>/<ts>.log, <ts>/vis_data/scalars.json and <ts>/<ts>.json; mmcv work_dir/<ts>.log and
+<ts>.log.json); this module only lists folders for them and folds what they find into a RunLayout.
+- Checkpoints (both): work_dir/epoch_N.pth, iter_N.pth, best_*.pth (before MMEngine 0.7.2 also
+  best_coco/bbox_mAP_..pth, a sub-folder), latest.pth (mmcv, a link), last_checkpoint (MMEngine, the path of the
+  last one).
+A run is a work dir: a folder where some format finds a session's file. Every session (a resume writes a new
+<ts>/ or <ts>.log) folds into it, in time order. A PATH may be a work dir, one of its session folders, or a folder
+holding work dirs (searched a few levels deep).
 """
 
 from __future__ import annotations
@@ -15,22 +18,47 @@ import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
-SESSION_NAME = re.compile(r"^\d{8}_\d{6}$")
-MMCV_LOG = re.compile(r"^(\d{8}_\d{6})\.log$")
-MMCV_JSON = re.compile(r"^(\d{8}_\d{6})\.log\.json$")
-CONSOLE_LOG = re.compile(r"console.*\.(?:log|txt|out)$|\.console\.log$", re.IGNORECASE)
+from trainwarden.parse.formats import FORMATS
+from trainwarden.parse.formats.base import FIRST_BYTES, Format, Role
+
 _CKPT_NUMBER = re.compile(r"(?:^|_)(epoch|iter)_(\d+)\.pth$")
 MAX_DEPTH = 4
 MAX_ENTRIES_PER_DIR = 20000
 
 
+@dataclass(frozen=True)
+class FormatFile:
+    path: Path
+    format: Format
+
+
 @dataclass
 class SessionFiles:
     id: str  # the session's timestamp name, which sorts in time order
-    log: Path | None = None  # the text log: the authority when present
-    json: Path | None = None  # scalars.json (MMEngine) or .log.json (mmcv): used only without a text log
-    json_kind: str | None = None  # "scalars" or "mmcv_json"
-    test_dump: Path | None = None
+    files: dict[Role, FormatFile] = field(default_factory=dict)  # one file a role: the first format to claim it
+
+    def _path(self, role: Role) -> Path | None:
+        found = self.files.get(role)
+        return found.path if found is not None else None
+
+    @property
+    def log(self) -> Path | None:
+        """The text log: the authority when present."""
+        return self._path(Role.LOG)
+
+    @property
+    def json(self) -> Path | None:
+        """scalars.json (MMEngine) or .log.json (mmcv): used only without a text log."""
+        return self._path(Role.JSON)
+
+    @property
+    def json_kind(self) -> str | None:
+        found = self.files.get(Role.JSON)
+        return found.format.name if found is not None else None
+
+    @property
+    def test_dump(self) -> Path | None:
+        return self._path(Role.DUMP)
 
 
 @dataclass
@@ -39,8 +67,9 @@ class RunLayout:
     work_dir: Path
     framework: str  # "mmengine", "mmcv" or "unknown"
     sessions: list[SessionFiles] = field(default_factory=list)
-    consoles: list[Path] = field(default_factory=list)
+    run_files: list[FormatFile] = field(default_factory=list)  # files of the whole run: console captures
     config_file: Path | None = None
+    formats: tuple[Format, ...] = FORMATS  # what it was described with: the run's next look uses them again
 
 
 def _entries(path: Path) -> list[os.DirEntry]:
@@ -70,38 +99,74 @@ def _is_file(entry: os.DirEntry) -> bool:
         return False
 
 
-def is_session_dir(path: Path) -> bool:
-    if not SESSION_NAME.match(path.name):
-        return False
-    return (path / f"{path.name}.log").is_file() or (path / "vis_data").is_dir() or (path / f"{path.name}.json").is_file()
+class _DirView:
+    """A WorkDirView of one folder: listed once, its entries' types from the listing, first bytes read once."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.entries = {e.name: e for e in _entries(path)}
+        self._first: dict[str, bytes] = {}
+
+    def names(self) -> list[str]:
+        return list(self.entries)
+
+    def is_dir(self, path: str) -> bool:
+        entry = self.entries.get(path)
+        if entry is not None:
+            return _is_dir(entry)
+        return "/" in path and (self.path / path).is_dir()
+
+    def is_file(self, path: str) -> bool:
+        entry = self.entries.get(path)
+        if entry is not None:
+            return _is_file(entry)
+        return "/" in path and (self.path / path).is_file()
+
+    def first_bytes(self, path: str) -> bytes:
+        if path not in self._first:
+            try:
+                with (self.path / path).open("rb") as f:
+                    self._first[path] = f.read(FIRST_BYTES)
+            except OSError:
+                self._first[path] = b""
+        return self._first[path]
 
 
-def is_work_dir(path: Path) -> bool:
-    for entry in _entries(path):
-        if SESSION_NAME.match(entry.name) and _is_dir(entry) and is_session_dir(Path(entry.path)):
-            return True
-        if (MMCV_LOG.match(entry.name) or MMCV_JSON.match(entry.name)) and _is_file(entry):
-            return True
-    return False
+def _holds_sessions(view: _DirView, formats: tuple[Format, ...]) -> bool:
+    return any(found.session is not None for fmt in formats for found in fmt.find_files(view))
 
 
-def find_work_dirs(root: Path, max_depth: int = MAX_DEPTH) -> list[Path]:
+def is_work_dir(path: Path, formats: tuple[Format, ...] = FORMATS) -> bool:
+    """A folder where some format finds a session's file."""
+    return _holds_sessions(_DirView(path), formats)
+
+
+def _session_folder_of(root: Path, formats: tuple[Format, ...]) -> bool:
+    """`root` is a folder inside its parent's work dir that holds a session's files (MMEngine's `<ts>/`)."""
+    view = _DirView(root.parent)
+    prefix = root.name + "/"
+    return any(found.session is not None and found.path.startswith(prefix)
+               for fmt in formats for found in fmt.find_files(view))
+
+
+def find_work_dirs(root: Path, max_depth: int = MAX_DEPTH, formats: tuple[Format, ...] = FORMATS) -> list[Path]:
     """Work dirs at or below `root` (a session folder counts as its work dir)."""
     root = Path(root)
     if not root.is_dir():
         return []
-    if is_session_dir(root) and is_work_dir(root.parent):
+    if _session_folder_of(root, formats):
         return [root.parent]
     found: list[Path] = []
     frontier = [root]
     for _ in range(max_depth + 1):
         next_frontier = []
         for d in frontier:
-            if is_work_dir(d):
+            view = _DirView(d)
+            if _holds_sessions(view, formats):
                 found.append(d)
                 continue
-            for entry in _entries(d):
-                if _is_dir(entry) and not entry.name.startswith(".") and entry.name != "__pycache__":
+            for name, entry in view.entries.items():
+                if _is_dir(entry) and not name.startswith(".") and name != "__pycache__":
                     next_frontier.append(Path(entry.path))
         frontier = next_frontier
         if not frontier:
@@ -109,55 +174,42 @@ def find_work_dirs(root: Path, max_depth: int = MAX_DEPTH) -> list[Path]:
     return sorted(found)
 
 
-def describe(work_dir: Path, name: str | None = None) -> RunLayout:
-    """The sessions, console captures and config copy of one work dir."""
+def describe(work_dir: Path, name: str | None = None, formats: tuple[Format, ...] = FORMATS) -> RunLayout:
+    """The sessions, files of the whole run and config copy of one work dir, as `formats` find them."""
+    view = _DirView(work_dir)
     sessions: dict[str, SessionFiles] = {}
-    consoles: list[Path] = []
+    run_files: list[FormatFile] = []
+    claimed: set[str] = set()
+    framework = None
+    for fmt in formats:
+        for found in fmt.find_files(view):
+            if found.path in claimed:
+                continue  # an earlier format reads it
+            file = FormatFile(work_dir / found.path, fmt)
+            if found.session is None:
+                run_files.append(file)
+            else:
+                session = sessions.setdefault(found.session, SessionFiles(found.session))
+                if fmt.role in session.files:
+                    continue
+                session.files[fmt.role] = file
+            claimed.add(found.path)
+            framework = framework or fmt.framework
     configs: list[tuple[float, Path]] = []
-    mmengine = mmcv = False
-    for entry in _entries(work_dir):
-        path = Path(entry.path)
-        if SESSION_NAME.match(entry.name) and _is_dir(entry):
-            s = SessionFiles(entry.name)
-            log = path / f"{entry.name}.log"
-            scalars = path / "vis_data" / "scalars.json"
-            dump = path / f"{entry.name}.json"
-            s.log = log if log.is_file() else None
-            if scalars.is_file():
-                s.json, s.json_kind = scalars, "scalars"
-            s.test_dump = dump if dump.is_file() else None
-            if s.log or s.json or s.test_dump:
-                sessions[entry.name] = s
-                mmengine = True
-            continue
-        if not _is_file(entry):
-            continue
-        m = MMCV_LOG.match(entry.name)
-        if m:
-            sessions.setdefault(m[1], SessionFiles(m[1])).log = path
-            mmcv = True
-            continue
-        m = MMCV_JSON.match(entry.name)
-        if m:
-            s = sessions.setdefault(m[1], SessionFiles(m[1]))
-            s.json, s.json_kind = path, "mmcv_json"
-            mmcv = True
-            continue
-        if CONSOLE_LOG.search(entry.name):
-            consoles.append(path)
-        elif entry.name.endswith(".py"):
+    for entry_name, entry in view.entries.items():
+        if entry_name.endswith(".py") and entry_name not in claimed and _is_file(entry):
             try:
-                configs.append((entry.stat().st_mtime, path))
+                configs.append((entry.stat().st_mtime, Path(entry.path)))
             except OSError:
                 pass
-    framework = "mmengine" if mmengine else ("mmcv" if mmcv else "unknown")
     return RunLayout(
         name=name or work_dir.name,
         work_dir=work_dir,
-        framework=framework,
+        framework=framework or "unknown",
         sessions=[sessions[k] for k in sorted(sessions)],
-        consoles=sorted(consoles),
+        run_files=sorted(run_files, key=lambda f: f.path),
         config_file=max(configs)[1] if configs else None,
+        formats=formats,
     )
 
 

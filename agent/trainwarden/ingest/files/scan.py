@@ -4,7 +4,8 @@ A log of days is millions of train lines and a few thousand others (evaluations,
 stops). Parsing each line in Python is about 40 times slower than grep, so a large file is read in three parts:
 - the head, line by line, up to the first train line (config dump, environment, load and resume lines);
 - the middle, in large chunks, where one regular expression finds the lines that are *not* train lines (all
-  train lines of one file share a fixed-width header and start with the same words), and only those are parsed;
+  train lines of one file share a fixed-width header and start with the same words: the format's ScanMarkers say
+  which), and only those are parsed;
   one train line per megabyte is also parsed as a sparse sample for the long-range history, and the train line
   before each evaluation or checkpoint gives it its epoch and iteration;
 - the tail, line by line, back far enough to hold the recent train lines the short-term trends need.
@@ -17,10 +18,11 @@ import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from trainwarden.ingest.files.tail import SIGNATURE_BYTES, decode_line
+from trainwarden.ingest.files.lines import LineSplitter, decode_line
+from trainwarden.ingest.files.tail import SIGNATURE_BYTES
 from trainwarden.model import EvalRecord, Record, TrainRecord
-from trainwarden.parse.prefix import prefix_length
-from trainwarden.parse.stream import LogStream
+from trainwarden.parse.formats import text_markers
+from trainwarden.parse.formats.base import LineParser, ScanMarkers
 
 
 @dataclass(frozen=True)
@@ -36,7 +38,7 @@ class ScanLimits:
 
 
 DEFAULT_LIMITS = ScanLimits()
-_TRAIN_HEAD = re.compile(r"(?:Epoch|Iter)\(train\)|(?:Epoch|Iter) \[")
+ANY_TEXT_FORMAT = text_markers()  # for a scan not told the file's format: the train lines of any text format
 
 
 @dataclass
@@ -50,19 +52,21 @@ class ScanResult:
 
 
 class _Scan:
-    """One scan: the stream that parses lines, the limits, and what was found so far."""
+    """One scan: the parser of the file's lines, the limits, the line splitter, and what was found so far."""
 
-    def __init__(self, stream: LogStream, limits: ScanLimits) -> None:
+    def __init__(self, stream: LineParser, limits: ScanLimits) -> None:
         self.stream = stream
         self.limits = limits
         self.result = ScanResult()
+        self.lines = LineSplitter(limits.max_line_bytes)
 
     def line(self, raw: bytes) -> list[Record]:
-        if len(raw) > self.limits.max_line_bytes:
-            self.result.long_lines += 1
-            return []
-        if raw.endswith(b"\r"):
-            raw = raw[:-1]
+        """Parse one line found in a buffer (without its newline)."""
+        raw = self.lines.line(raw)
+        return self.parse(raw) if raw is not None else []
+
+    def parse(self, raw: bytes) -> list[Record]:
+        """Parse one line as the splitter gives it."""
         text, fallback = decode_line(raw)
         self.result.decode_fallbacks += fallback
         self.result.lines_parsed += 1
@@ -85,82 +89,71 @@ class _Scan:
                 )
 
 
-def _train_signature(line: bytes) -> tuple[int, bytes] | None:
-    """Header width and leading words of a train line ("Epoch(train)", "Iter(train)", "Epoch [", "Iter [")."""
+def _train_signature(line: bytes, markers: ScanMarkers) -> tuple[int, bytes] | None:
+    """Header width and leading words (what the format's `train` matches: "Epoch(train)", "Iter [", ...) of a train
+    line; None when the line is not of the markers' shape (then every line is parsed)."""
     text = line.decode("utf-8", errors="replace").rstrip("\r")
-    width = prefix_length(text)
+    width = markers.header_width(text)
     if width is None:
         return None
-    m = _TRAIN_HEAD.match(text, width)
+    m = markers.train.match(text, width)
     if m is None:
         return None
-    return len(text[:width].encode("utf-8")), m.group(0).encode("ascii")
+    return len(text[:width].encode("utf-8")), m.group(0).encode("utf-8")
 
 
-def _candidate_regex(width: int, key: bytes) -> re.Pattern[bytes]:
-    # A newline NOT followed by `width` header bytes and the train words marks a line worth parsing.
-    # Validation progress lines (`Epoch(val) [1][ 50/2252]  eta: ...`) are skipped too: they carry no metrics.
-    # The pattern looks only at the brackets before `eta:`; scanning whole lines would double the cost.
-    skip = re.escape(key) + rb"|(?:Epoch|Iter)\((?:val|test)\) *\[[\d /]+\](?:\[[\d /]+\])? +eta: "
+def _candidate_regex(width: int, key: bytes, markers: ScanMarkers) -> re.Pattern[bytes]:
+    # A newline NOT followed by `width` header bytes and the train words (or another skippable message: validation
+    # progress lines carry no metrics) marks a line worth parsing.
+    skip = re.escape(key) + (b"|" + markers.skip if markers.skip else b"")
     return re.compile(rb"\n(?![^\n]{%d}(?:%s))" % (width, skip))
 
 
-def scan_file(path: Path, end: int, stream: LogStream, limits: ScanLimits = DEFAULT_LIMITS) -> ScanResult:
-    """Records of `path[0:end]` in file order; the partial last line is left to the tailer."""
+def scan_file(path: Path, end: int, stream: LineParser, limits: ScanLimits = DEFAULT_LIMITS,
+              markers: ScanMarkers = ANY_TEXT_FORMAT) -> ScanResult:
+    """Records of `path[0:end]` in file order; the partial last line is left to the tailer. `markers`: the file's
+    format's (Format.scan)."""
     scan = _Scan(stream, limits)
     result = scan.result
     with Path(path).open("rb") as f:
         result.signature = f.read(SIGNATURE_BYTES)
         if end <= limits.small_file_bytes:
             result.offset = _parse_range(f, 0, end, scan)
-            return result
-        head_end, signature = _scan_head(f, end, scan)
-        if signature is None:  # not a framework log we know: parse everything
-            result.offset = _parse_range(f, head_end, end, scan)
-            return result
-        width, key = signature
-        tail_start = max(head_end, _tail_start(f, end, key, limits))
-        _scan_middle(f, head_end, tail_start, width, key, scan)
-        result.offset = _parse_range(f, tail_start, end, scan)
+        else:
+            result.offset = _scan_large(f, end, scan, markers)
+    result.long_lines += scan.lines.long_lines
     return result
+
+
+def _scan_large(f, end: int, scan: _Scan, markers: ScanMarkers) -> int:
+    head_end, signature = _scan_head(f, end, scan, markers)
+    if signature is None:  # no train line of the format's shape: parse everything
+        return _parse_range(f, head_end, end, scan)
+    width, key = signature
+    tail_start = max(head_end, _tail_start(f, end, key, scan.limits))
+    _scan_middle(f, head_end, tail_start, width, key, markers, scan)
+    return _parse_range(f, tail_start, end, scan)
 
 
 def _parse_range(f, start: int, end: int, scan: _Scan) -> int:
     """Feed every complete line of [start, end) to the scan; return the offset after the last one."""
     f.seek(start)
     pos = start
-    carry = b""
-    skipping = False  # inside an over-long line
-    long_start = 0
-    max_line = scan.limits.max_line_bytes
+    lines = scan.lines
+    lines.reset()
     while pos < end:
         data = f.read(min(scan.limits.chunk_bytes, end - pos))
         if not data:
             break
         pos += len(data)
-        data = carry + data if carry else data
-        lines = data.split(b"\n")
-        carry = lines.pop()
-        if skipping:
-            if not lines:
-                carry = b""  # still inside the over-long line
-                continue
-            lines.pop(0)  # the end of the over-long line
-            skipping = False
-        for raw in lines:
-            scan.line(raw)
-        if len(carry) > max_line:
-            scan.result.long_lines += 1
-            long_start = pos - len(carry)
-            carry = b""
-            skipping = True
-    if skipping:  # the file ends inside the over-long line: the tailer takes it from its start (and counts it)
+        for raw in lines.split(data):
+            scan.parse(raw)
+    if lines.skipping:  # the file ends inside the over-long line: the tailer takes it from its start (and counts it)
         scan.result.long_lines -= 1
-        return long_start
-    return pos - len(carry)
+    return start + lines.line_start
 
 
-def _scan_head(f, end: int, scan: _Scan) -> tuple[int, tuple[int, bytes] | None]:
+def _scan_head(f, end: int, scan: _Scan, markers: ScanMarkers) -> tuple[int, tuple[int, bytes] | None]:
     """Parse lines up to and including the first train line; return where the head ends and the train shape."""
     f.seek(0)
     pos = 0
@@ -173,7 +166,7 @@ def _scan_head(f, end: int, scan: _Scan) -> tuple[int, tuple[int, bytes] | None]
         pos += len(raw)
         line = raw[:-1]
         if any(isinstance(r, TrainRecord) for r in scan.line(line)):
-            return pos, _train_signature(line)
+            return pos, _train_signature(line, markers)
     return pos, None
 
 
@@ -192,8 +185,8 @@ def _tail_start(f, end: int, key: bytes, limits: ScanLimits) -> int:
         size *= 2
 
 
-def _scan_middle(f, start: int, end: int, width: int, key: bytes, scan: _Scan) -> None:
-    candidates = _candidate_regex(width, key)
+def _scan_middle(f, start: int, end: int, width: int, key: bytes, markers: ScanMarkers, scan: _Scan) -> None:
+    candidates = _candidate_regex(width, key, markers)
     chunk, max_line = scan.limits.chunk_bytes, scan.limits.max_line_bytes
     # One reusable buffer; the unfinished last line moves to its front. Byte 0 is the newline before the
     # first line, so the pattern sees every line start.

@@ -6,9 +6,8 @@
   the same path) are followed; the rest of a rotated file is drained from its new name when it can be found.
 - The file is opened, read and closed at each poll: a handle kept open on Windows would stop the trainer from
   renaming or deleting its own log.
-- A line longer than `max_line_bytes` is skipped (counted), never held whole in memory.
-- CRLF line ends are tolerated; bytes that are not UTF-8 are decoded as GB18030 (Windows Chinese consoles write
-  GBK), and as UTF-8 with replacement characters when even that fails.
+- Lines are split and decoded by lines.py, as every reader does: CRLF, over-long lines (skipped and counted,
+  never held whole), UTF-8 with the GB18030 fallback.
 """
 
 from __future__ import annotations
@@ -17,19 +16,9 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from trainwarden.ingest.files.lines import MAX_LINE_BYTES, LineSplitter, decode_line
+
 SIGNATURE_BYTES = 64
-
-
-def decode_line(raw: bytes) -> tuple[str, bool]:
-    """The text of one line and whether it needed a fallback decoding."""
-    try:
-        return raw.decode("utf-8"), False
-    except UnicodeDecodeError:
-        pass
-    try:
-        return raw.decode("gb18030"), True
-    except UnicodeDecodeError:
-        return raw.decode("utf-8", errors="replace"), True
 
 
 @dataclass
@@ -55,17 +44,15 @@ class FileTailer:
         self,
         path: Path,
         offset: int = 0,
-        max_line_bytes: int = 1 << 20,
+        max_line_bytes: int = MAX_LINE_BYTES,
         chunk_bytes: int = 1 << 20,
         max_bytes_per_poll: int = 32 << 20,
     ) -> None:
         self.path = Path(path)
         self.offset = offset
-        self.max_line_bytes = max_line_bytes
         self.chunk_bytes = chunk_bytes
         self.max_bytes_per_poll = max_bytes_per_poll
-        self._partial = b""
-        self._skipping = False  # inside an over-long line: drop bytes until the next newline
+        self._lines = LineSplitter(max_line_bytes)
         self._identity: FileIdentity | None = None
         self._signature = b""
         self.size = 0
@@ -100,8 +87,7 @@ class FileTailer:
     def skip_to(self, offset: int, signature: bytes = b"") -> None:
         """Continue from `offset` (after a cold-start scan read everything before it)."""
         self.offset = offset
-        self._partial = b""
-        self._skipping = False
+        self._lines.reset()
         if signature:
             self._signature = signature
         try:
@@ -113,14 +99,13 @@ class FileTailer:
 
     @property
     def pending_bytes(self) -> int:
-        return len(self._partial)
+        return self._lines.pending
 
     # -- internals ------------------------------------------------------------------------------------------
     def _restart(self, batch: TailBatch, event: str) -> None:
         batch.events.append(event)
         self.offset = 0
-        self._partial = b""
-        self._skipping = False
+        self._lines.reset()
         self._signature = b""
 
     def _same_start(self, f) -> bool:
@@ -145,9 +130,8 @@ class FileTailer:
                         self._read(f, st.st_size, batch)
                 except OSError:
                     pass
-                if self._partial:  # the rotated file's last line is complete: nothing more will be added
-                    self._emit(self._partial, batch)
-                    self._partial = b""
+                if self._lines.pending:  # the rotated file's last line is complete: nothing more will be added
+                    self._emit(self._lines.rest(), batch)
                 return
 
     def _read(self, f, size: int, batch: TailBatch) -> None:
@@ -166,35 +150,13 @@ class FileTailer:
         batch.more = self.offset < size
 
     def _split(self, data: bytes, batch: TailBatch) -> None:
-        start = 0
-        while True:
-            nl = data.find(b"\n", start)
-            if nl == -1:
-                rest = data[start:]
-                if self._skipping:
-                    return
-                if len(self._partial) + len(rest) > self.max_line_bytes:
-                    batch.events.append("long_line")
-                    self._partial = b""
-                    self._skipping = True
-                    return
-                self._partial += rest
-                return
-            if self._skipping:
-                self._skipping = False
-            else:
-                piece = data[start:nl]
-                if len(self._partial) + len(piece) > self.max_line_bytes:
-                    batch.events.append("long_line")
-                else:
-                    self._emit(self._partial + piece, batch)
-            self._partial = b""
-            start = nl + 1
+        long_before = self._lines.long_lines
+        for raw in self._lines.split(data):
+            self._emit(raw, batch)
+        batch.events.extend(["long_line"] * (self._lines.long_lines - long_before))
 
     @staticmethod
     def _emit(raw: bytes, batch: TailBatch) -> None:
-        if raw.endswith(b"\r"):
-            raw = raw[:-1]
         text, fallback = decode_line(raw)
         if fallback:
             batch.events.append("decode_fallback")

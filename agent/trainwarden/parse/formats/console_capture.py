@@ -1,0 +1,39 @@
+"""A capture of the training's stdout and stderr in the work dir (`trainwarden run` writes `console.log`; nohup,
+tee and slurm write others): where CUDA OOM, tracebacks and NCCL errors land, which never reach the .log. Read for
+errors only: the text log is the authority for progress. Files named elsewhere come with `--console FILE`."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+
+from trainwarden.parse.formats.base import Found, LineParser, ParseContext, Role, WorkDirView
+from trainwarden.parse.formats.text import header_timestamp
+from trainwarden.parse.stream import LogStream
+
+_NAME = re.compile(r"console.*\.(?:log|txt|out)$|\.console\.log$", re.IGNORECASE)
+
+
+class ConsoleCapture:
+    name = "console"
+    kind = "console"
+    role = Role.CONSOLE
+    framework = None
+    scan = None  # errors sit anywhere, and a capture is read whole: nothing to skip
+
+    def matches(self, file_name: str, first_bytes: bytes) -> bool:
+        return bool(_NAME.search(file_name))
+
+    def find_files(self, work_dir: WorkDirView) -> Iterator[Found]:
+        for name in work_dir.names():
+            if _NAME.search(name) and work_dir.is_file(name):
+                yield Found(None, name)
+
+    def new_parser(self, context: ParseContext) -> LineParser:
+        return LogStream(context.default_year, errors_only=True, offset=context.clock_offset)
+
+    def line_timestamp(self, line: str, default_year: int) -> float | None:
+        return header_timestamp(line, default_year)
+
+
+FORMAT = ConsoleCapture()
