@@ -15,10 +15,9 @@ from trainwarden.ingest.files.discover import describe, find_work_dirs
 from trainwarden.ingest.files.scan import ScanLimits, scan_file
 from trainwarden.ingest.fleet import Fleet
 from trainwarden.ingest.reader import RunReader
-from trainwarden.judge.lifecycle import judge_state
 from trainwarden.judge.policy import DEFAULT_POLICY
 from trainwarden.model import Record, TrainRecord
-from trainwarden.outputs.status import run_document
+from trainwarden.outputs.status import status_document
 from trainwarden.parse.formats import FORMATS, by_name, recognise, text_markers
 from trainwarden.parse.formats.base import Found, LineParser, ParseContext, Role, RowParser, WorkDirView, no_timestamp
 from trainwarden.parse.stream import LogStream
@@ -99,7 +98,7 @@ def test_the_markers_of_every_text_format_together_are_the_scan_default():
 
 def _document(reader: RunReader) -> dict:
     snap = reader.state.snapshot()
-    return run_document(snap, judge_state(snap, DEFAULT_POLICY, 2e9))
+    return status_document([snap], DEFAULT_POLICY, 2e9)["runs"][0]
 
 
 # -- a format from outside the package ----------------------------------------------------------------------------
