@@ -1,5 +1,5 @@
 """`status --json` on every fixture, through the real command, against values checked by hand in the logs
-(tests/fixtures/real-logs: public logs, byte for byte; tests/fixtures/design-shapes: DESIGN.md shapes)."""
+(tests/fixtures/real-logs: public logs, byte for byte; tests/fixtures/design-shapes: the shapes of docs/formats.md)."""
 
 from __future__ import annotations
 

@@ -240,7 +240,6 @@ def repository_files(root: Path = REPO) -> list[Path]:
     return sorted(files)
 
 
-@pytest.mark.xfail(strict=True, reason="citations are being moved to docs/")
 def test_nothing_cites_a_file_outside_the_repository():
     this = Path(__file__).resolve()
     found = []

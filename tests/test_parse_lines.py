@@ -1,7 +1,7 @@
 """Table-driven tests of the pure line parsers.
 
 Lines marked `real:` are copied byte for byte from tests/fixtures/real-logs (file named); lines marked `design:`
-are the shapes DESIGN.md section 4 quotes from MMEngine's and mmcv's sources. Expected values checked by hand.
+are the shapes docs/formats.md quotes from MMEngine's and mmcv's sources. Expected values checked by hand.
 """
 
 from __future__ import annotations

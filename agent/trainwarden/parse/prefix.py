@@ -1,6 +1,6 @@
 """The header every logging line starts with, and its timestamp.
 
-Three shapes (DESIGN.md section 4):
+Three shapes (docs/formats.md):
 - MMEngine file handler:  ``2023/06/11 19:47:26 - mmengine - INFO - message``
 - MMEngine console:       ``06/11 19:47:26 - mmengine - INFO - message`` (no year; often ANSI-coloured)
 - mmcv (MMDetection 2.x): ``2023-02-08 06:15:07,080 - mmdet - INFO - message``
