@@ -105,22 +105,29 @@ class _DirView:
     def __init__(self, path: Path) -> None:
         self.path = path
         self.entries = {e.name: e for e in _entries(path)}
+        self._names = list(self.entries)
         self._first: dict[str, bytes] = {}
 
     def names(self) -> list[str]:
-        return list(self.entries)
+        return self._names
 
     def is_dir(self, path: str) -> bool:
         entry = self.entries.get(path)
         if entry is not None:
             return _is_dir(entry)
-        return "/" in path and (self.path / path).is_dir()
+        try:
+            return "/" in path and (self.path / path).is_dir()
+        except OSError:  # a folder we may not enter
+            return False
 
     def is_file(self, path: str) -> bool:
         entry = self.entries.get(path)
         if entry is not None:
             return _is_file(entry)
-        return "/" in path and (self.path / path).is_file()
+        try:
+            return "/" in path and (self.path / path).is_file()
+        except OSError:
+            return False
 
     def first_bytes(self, path: str) -> bytes:
         if path not in self._first:
@@ -133,12 +140,8 @@ class _DirView:
 
 
 def _holds_sessions(view: _DirView, formats: tuple[Format, ...]) -> bool:
+    """The folder is a work dir: some format finds a session's file in it."""
     return any(found.session is not None for fmt in formats for found in fmt.find_files(view))
-
-
-def is_work_dir(path: Path, formats: tuple[Format, ...] = FORMATS) -> bool:
-    """A folder where some format finds a session's file."""
-    return _holds_sessions(_DirView(path), formats)
 
 
 def _session_folder_of(root: Path, formats: tuple[Format, ...]) -> bool:
