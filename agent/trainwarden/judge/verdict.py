@@ -12,9 +12,7 @@ from trainwarden.model import EarlyStopping, EarlyStopStory, Evaluation, LossTre
 
 def series(snap: RunSnapshot, key: str | None) -> list[tuple[Evaluation, float]]:
     """(validation, value) of every validation that has a finite value of `key`, in order."""
-    if not key:
-        return []
-    return [(e, e.metrics[key]) for e in snap.evaluations if e.mode == "val" and key in e.metrics]
+    return snap.series(key)
 
 
 def recall_key(evaluation: Evaluation, policy: Policy) -> str | None:

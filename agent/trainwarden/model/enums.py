@@ -65,7 +65,7 @@ class Health(_Named):
 
     @classmethod
     def of_severities(cls, severities) -> Health:
-        found = {Severity(s) for s in severities}
+        found = set(severities)  # Severity members, or their values: a str enum equals its value
         if Severity.CRITICAL in found:
             return cls.RED
         return cls.YELLOW if Severity.WARNING in found else cls.GREEN

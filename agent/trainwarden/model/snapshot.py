@@ -317,7 +317,7 @@ class RunSnapshot:
     def max_epochs(self) -> int | None:
         return self.config.max_epochs
 
-    @property
+    @cached_property
     def max_iterations(self) -> int | None:
         if self.config.max_iterations:
             return self.config.max_iterations
@@ -336,6 +336,17 @@ class RunSnapshot:
     @cached_property
     def recent_losses(self) -> list[float]:
         return [p.values["loss"] for p in self.recent if "loss" in p.values]
+
+    def series(self, key: str | None) -> list[tuple[Evaluation, float]]:
+        """(validation, value) of every validation with a finite value of `key`, in order; computed once per key
+        (the verdict, the conditions and the early-stop story all read it)."""
+        if not key:
+            return []
+        cache = self.__dict__.setdefault("_series", {})  # as cached_property does: no setattr on a frozen instance
+        found = cache.get(key)
+        if found is None:
+            found = cache[key] = [(e, e.metrics[key]) for e in self.evaluations if e.mode == "val" and key in e.metrics]
+        return found
 
     @cached_property
     def validations(self) -> tuple[Evaluation, ...]:
