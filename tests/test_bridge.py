@@ -19,7 +19,7 @@ ALERT = {
     "labels": {"alertname": "TrainingLossExplosion", "severity": "critical", "run": "exp", "instance": "gpu1:9841",
                "job": "trainwarden"},
     "annotations": {"summary": "exp on gpu1:9841: loss 1.3500 above the limit", "description": "Resume from the newest.",
-                    "runbook": "README.md#alerts (TrainingLossExplosion)"},
+                    "runbook": "docs/contracts/alerts.md#traininglossexplosion"},
     "startsAt": "2026-11-26T10:00:00Z", "endsAt": "0001-01-01T00:00:00Z", "fingerprint": "abc123",
 }
 

@@ -43,7 +43,7 @@ def test_loss_explosion_through_prometheus_alertmanager_and_the_bridge(stack):
     took = time.monotonic() - start
     assert took < 15, took  # the figure (under 5 s at 1 s intervals) is printed by bench/stack_figures.py
     message = next(m for m in sink.received if "TrainingLossExplosion" in m["title"])
-    assert "1.3500" in message["message"] and "README.md#alerts" in message["message"]
+    assert "1.3500" in message["message"] and "docs/contracts/alerts.md#traininglossexplosion" in message["message"]
     # conformance: Prometheus and the agent's evaluator raise the same (non-info) alerts
     wait_for(lambda: firing(stack["prom"]) - {"TrainingEvaluationCompleted"} == agent_alerts(stack["agent"]), timeout=10)
     # the loss comes back: Prometheus resolves, Alertmanager sends resolved at its group interval (1 min for red)

@@ -34,6 +34,9 @@ BOUNDARIES = [
      {"process": UP, "gpus": [{**GPU, "memory_used_bytes": int(0.9499 * 24 * GIB), "processes": MINE}]},
      {"process": UP, "gpus": [{**GPU, "memory_used_bytes": math.ceil(0.95 * 24 * GIB), "processes": MINE}]}),
     ("stall_floor_seconds", "TrainingStalled", {"quiet": 299.0}, {"quiet": 301.0}),
+    # news for 900 s after the validation: at 900 s it is no longer news, just inside it is
+    ("evaluation_news_seconds", "TrainingEvaluationCompleted", {"evals": (0.60,), "quiet": 900.0},
+     {"evals": (0.60,), "quiet": 899.0}),
 ]
 
 

@@ -7,6 +7,7 @@ from pathlib import Path
 
 from trainwarden.ingest.files.discover import describe, find_work_dirs, run_names
 from trainwarden.ingest.reader import RunReader
+from trainwarden.model import RunSnapshot
 from trainwarden.parse.formats import FORMATS
 from trainwarden.parse.formats.base import Format
 
@@ -90,5 +91,5 @@ class Fleet:
         with self._lock:
             return list(self.readers.values())
 
-    def snapshots(self) -> list[dict]:
+    def snapshots(self) -> list[RunSnapshot]:
         return [r.state.snapshot() for r in sorted(self.current_readers(), key=lambda r: r.state.name)]

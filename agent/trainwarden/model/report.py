@@ -134,5 +134,6 @@ class StatusReport:
 
     def merged(self, other: StatusReport) -> StatusReport:
         """This host's report and another's side by side (`status`, `live` over several agents)."""
+        policy = self.policy if self.policy != HostPolicy() else other.policy
         return StatusReport(self.runs + other.runs, self.gpus + other.gpus, self.conditions + other.conditions,
-                            self.policy, self.timestamp, self.gpu_error or other.gpu_error)
+                            policy, self.timestamp or other.timestamp, self.gpu_error or other.gpu_error)

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 
 from trainwarden.model import Condition, Severity
 
-RUNBOOK = "README.md#alerts"  # the alerts table: what each alert means and what to do
+RUNBOOK = "docs/contracts/alerts.md"  # one section per alert (its name in lower case): what it means, what to do
 
 
 @dataclass(frozen=True, slots=True)
@@ -25,7 +25,7 @@ class AlertRule:
 
     @property
     def runbook(self) -> str:
-        return f"{RUNBOOK} ({self.name})"
+        return f"{RUNBOOK}#{self.name.lower()}"
 
     def fire(self, run: str, since: float | None, labels: Mapping[str, str] | None = None, **facts: object) -> Condition:
         values = {"run": run, **facts}
@@ -83,7 +83,7 @@ RULES: tuple[AlertRule, ...] = (
           ("gpu_memory_full_ratio",), hold_seconds=60.0, scope="gpu"),
     # -- news -----------------------------------------------------------------------------------------------
     _rule("TrainingEvaluationCompleted", INFO, "{run}: {key} {value:.4f} at {where}",
-          "Validation at {where}: {key} {value:.4f}."),
+          "Validation at {where}: {key} {value:.4f}.", ("evaluation_news_seconds",)),
     _rule("TrainingTargetReached", INFO, "{run}: {key} {best:.4f} reached the goal", "{key} {best:.4f} >= {goal}: {advice}.",
           ("goal",)),
     _rule("TrainingFinished", INFO, "{run}: training finished", "Finished at epoch {epoch}, iteration {iteration}."),

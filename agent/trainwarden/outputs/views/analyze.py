@@ -54,7 +54,7 @@ def analysis(run: RunReport, snap: RunSnapshot, policy: Policy) -> dict:
         "conditions": [{"alert": c.alert, "severity": c.severity.value, "summary": c.summary} for c in run.conditions],
         "next_step": {
             "advice": run.advice,
-            "commands": {"read the log": f"trainwarden tail {run.work_dir} -n 50",
+            "commands": {"read the log": f"trainwarden tail {run.work_dir} -n {policy.log_lines_red}",
                          "resume from the newest checkpoint": resume_command(place, policy),
                          "resume with half the batch size": resume_command(place, policy, smaller_batch=True),
                          "Plan B": plan_b(policy).split(": ", 1)[1]},
