@@ -183,3 +183,26 @@ def test_the_reader_counts_what_happened_to_its_files_by_name(tmp_path):
     log.write_bytes(train)
     reader.poll()
     assert reader.file_events == {"rotated": 1, "truncated": 1, "recreated": 1, "long_line": 2, "decode_fallback": 1}
+
+
+def test_file_events_reach_the_metrics(tmp_path):
+    """Rotations, truncations and over-long lines are counted per run and exported by name."""
+    from prometheus_client.exposition import generate_latest
+
+    from trainwarden.ingest.fleet import Fleet
+    from trainwarden.judge.policy import DEFAULT_POLICY
+    from trainwarden.outputs.metrics import CollectorStats, make_registry
+    from trainwarden.outputs.status import status_report
+
+    log = tmp_path / "exp" / "20251111_180600" / "20251111_180600.log"
+    log.parent.mkdir(parents=True)
+    line = "2025/11/11 18:06:00 - mmengine - INFO - Epoch(train)  [1][  50/1000]  lr: 4.0000e-05  loss: 0.3000\n"
+    log.write_text(line * 3, encoding="utf-8")
+    fleet = Fleet([tmp_path])
+    fleet.rediscover()
+    log.write_text(line, encoding="utf-8")  # copytruncate: shorter than what was read
+    fleet.rediscover()
+    report = status_report(fleet.snapshots(), DEFAULT_POLICY, 1_800_000_000.0)
+    text = generate_latest(make_registry(lambda: report, CollectorStats())).decode()
+    assert 'trainwarden_log_file_events_total{event="truncated",run="exp"} 1.0' in text
+    assert 'trainwarden_log_file_events_total{event="rotated",run="exp"} 0.0' in text

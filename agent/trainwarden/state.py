@@ -14,6 +14,7 @@ from dataclasses import dataclass, field, replace
 
 from trainwarden.model import (
     ERROR_KINDS,
+    FILE_EVENTS,
     BestCheckpointLine,
     BestCheckpointRemoved,
     BestCheckpointSaved,
@@ -82,6 +83,7 @@ class LogCounters:
     parse_errors: int = 0
     decode_fallbacks: int = 0
     errors: dict[str, int] = field(default_factory=lambda: dict.fromkeys(ERROR_KINDS, 0))
+    file_events: dict[str, int] = field(default_factory=lambda: dict.fromkeys(FILE_EVENTS, 0))
 
 
 class RunState:
@@ -283,6 +285,15 @@ class RunState:
             self.counters.decode_fallbacks += decode_fallbacks
             self.version += 1
 
+    def note_file_events(self, events) -> None:
+        """Count what happened to the run's files (rotations, truncations, over-long lines, ...)."""
+        events = [e for e in events if e in self.counters.file_events]
+        if events:
+            with self.lock:
+                for event in events:
+                    self.counters.file_events[event] += 1
+                self.version += 1
+
     def set_process(self, process: ProcessInfo | None) -> None:
         if isinstance(process, dict):  # the tracker's plain form
             process = from_plain(ProcessInfo, process)
@@ -311,7 +322,7 @@ class RunState:
                 sessions=tuple(Session(text(k), v) for k, v in sorted(self.sessions.items())),
                 files=tuple(self.files.values()),
                 counts=LogCounts(self.counters.lines, self.counters.parse_errors, self.counters.decode_fallbacks,
-                                 dict(self.counters.errors)),
+                                 dict(self.counters.errors), dict(self.counters.file_events)),
                 latest=self.latest,
                 iterations_per_epoch=self.iterations_per_epoch,
                 max_iterations_logged=self.max_iterations,

@@ -27,7 +27,6 @@ MAX_DUMP_BYTES = 1 << 20
 CONSOLE = by_name("console")  # the format of a capture named with `--console`, whatever its name
 # What happened to the files, by name, for the lead's metrics: every key is there from the start, so that a
 # reader of the dict on another thread never sees it change size.
-FILE_EVENTS = ("rotated", "truncated", "recreated", "long_line", "decode_fallback")
 log = logging.getLogger("trainwarden.reader")
 
 
@@ -72,10 +71,15 @@ class RunReader:
         self.layout = layout
         self.state = RunState(layout.name, str(layout.work_dir), layout.framework)
         self.cold_scan = cold_scan
-        self.file_events: dict[str, int] = dict.fromkeys(FILE_EVENTS, 0)
         self._sources: dict[Path, _Source] = {}
         self._dumps: dict[Path, float] = {}
         self._extra_consoles: list[Path] = []
+
+    @property
+    def file_events(self) -> dict[str, int]:
+        """What happened to the run's files so far (counted in its state, exported per event)."""
+        with self.state.lock:
+            return dict(self.state.counters.file_events)
 
     @property
     def work_dir(self) -> Path:
@@ -164,8 +168,7 @@ class RunReader:
             return False
         self.state.apply_all(result.records, source.session)
         self.state.note_lines(result.lines_parsed, result.long_lines, result.decode_fallbacks)
-        self.file_events["long_line"] += result.long_lines
-        self.file_events["decode_fallback"] += result.decode_fallbacks
+        self.state.note_file_events(["long_line"] * result.long_lines + ["decode_fallback"] * result.decode_fallbacks)
         source.tailer.skip_to(result.offset, result.signature)
         # the rest (a partial last line, bytes written meanwhile) comes through the tailer
         batch = source.tailer.poll()
@@ -188,8 +191,7 @@ class RunReader:
         st.apply_all(records, source.session)
         # an over-long line is still counted as a parse error there, as before the file events had names
         st.note_lines(len(batch.lines), batch.events.count("long_line"), batch.events.count("decode_fallback"))
-        for event in batch.events:
-            self.file_events[event] = self.file_events.get(event, 0) + 1
+        st.note_file_events(batch.events)
         return True
 
     def _note_file(self, source: _Source) -> None:

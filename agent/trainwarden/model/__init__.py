@@ -17,6 +17,7 @@ from trainwarden.model.judgement import (
 )
 from trainwarden.model.records import (
     ERROR_KINDS,
+    FILE_EVENTS,
     BestCheckpointRemoved,
     BestCheckpointSaved,
     CheckpointDir,
@@ -56,7 +57,8 @@ from trainwarden.model.snapshot import (
 )
 
 __all__ = [
-    "ERROR_KINDS", "VERDICTS", "BestCheckpointLine", "BestCheckpointRemoved", "BestCheckpointSaved", "BestEvaluation",
+    "ERROR_KINDS", "FILE_EVENTS", "VERDICTS", "BestCheckpointLine", "BestCheckpointRemoved", "BestCheckpointSaved",
+    "BestEvaluation",
     "Checkpoint", "CheckpointDir", "CheckpointLoaded", "CheckpointSaved", "Condition", "ConfigFacts", "EarlyStopCheck",
     "EarlyStopLog", "EarlyStopPoint", "EarlyStopStory", "EarlyStopTriggered", "EarlyStopping", "ErrorEvent", "ErrorLine",
     "EvalProgress", "EvalRecord", "Evaluation", "EvaluationReport", "EvaluationTarget", "GpuProcess", "GpuReport",

@@ -20,6 +20,15 @@ ERROR_KINDS = (
     "log_error",  # an ERROR-level line written by the training framework itself
 )
 
+# What happened to a run's files while they were read (the `event` label of trainwarden_log_file_events_total).
+FILE_EVENTS = (
+    "rotated",  # renamed away and a new file at the same path (logrotate); the rest of the old one was read
+    "truncated",  # shorter than what was read (copytruncate): read again from the start
+    "recreated",  # other first bytes at the same path: a new file, read from the start
+    "long_line",  # a line over 1 MiB, skipped (never held whole in memory)
+    "decode_fallback",  # a line that was not UTF-8, read as GB18030 (or with replacement characters)
+)
+
 
 @dataclass(frozen=True, slots=True)
 class TrainRecord:

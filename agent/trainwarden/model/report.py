@@ -37,6 +37,7 @@ class LogReport:
     parse_errors_total: int = 0
     decode_fallbacks_total: int = 0
     errors_total: Mapping[str, int] = field(default_factory=dict)
+    file_events_total: Mapping[str, int] = field(default_factory=dict)
     recent_errors: tuple[ErrorEvent, ...] = ()
     last_error_timestamps: Mapping[str, float] = field(default_factory=dict)
 

@@ -162,6 +162,7 @@ class LogCounts:
     parse_errors_total: int = 0
     decode_fallbacks_total: int = 0
     errors_total: Mapping[str, int] = field(default_factory=dict)
+    file_events_total: Mapping[str, int] = field(default_factory=dict)
 
 
 @dataclass(frozen=True, slots=True)

@@ -11,7 +11,17 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metri
 from prometheus_client.registry import Collector, CollectorRegistry
 
 from trainwarden import __version__
-from trainwarden.model import ERROR_KINDS, VERDICTS, EvaluationReport, GpuSample, RunReport, RunState, Severity, StatusReport
+from trainwarden.model import (
+    ERROR_KINDS,
+    FILE_EVENTS,
+    VERDICTS,
+    EvaluationReport,
+    GpuSample,
+    RunReport,
+    RunState,
+    Severity,
+    StatusReport,
+)
 
 P = "trainwarden_"
 NAN = float("nan")
@@ -131,6 +141,10 @@ def add_run(f: _Families, run: RunReport) -> None:
     for kind, ts in sorted(log.last_error_timestamps.items()):
         f.gauge("log_error_last_timestamp_seconds", "When the last error line of this kind was written.",
                 ["run", "kind"]).add_metric([r, kind], ts)
+    events = f.counter("log_file_events", "What happened to the run's files while read: rotated, truncated, re-created, "
+                       "an over-long line skipped, a line decoded as GB18030.", ["run", "event"])
+    for event in FILE_EVENTS:
+        events.add_metric([r, event], log.file_events_total.get(event, 0))
     f.counter("log_lines", "Log lines parsed.", ["run"]).add_metric([r], log.lines_total)
     f.counter("log_parse_errors", "Log lines that could not be read (over-long lines).", ["run"]).add_metric(
         [r], log.parse_errors_total

@@ -57,7 +57,8 @@ def run_report(snap: RunSnapshot, j: Judgement) -> RunReport:
         log_last_write_timestamp_seconds=snap.log_last_write_timestamp,
         sessions=tuple(s.id for s in snap.sessions), resumes=snap.resumes, log_files=tuple(snap.log_files),
         log=LogReport(snap.counts.lines_total, snap.counts.parse_errors_total, snap.counts.decode_fallbacks_total,
-                      snap.counts.errors_total, snap.recent_errors[-10:], snap.last_error_timestamps),
+                      snap.counts.errors_total, snap.counts.file_events_total, snap.recent_errors[-10:],
+                      snap.last_error_timestamps),
         process=snap.process, versions=dict(snap.config.versions), gpus=j.gpus,
     )
 
