@@ -15,7 +15,11 @@ from collections.abc import Callable
 
 from prometheus_client.exposition import choose_encoder
 from prometheus_client.registry import Collector
-from prometheus_client.utils import floatToGoString
+
+try:  # the library's own float formatting; not in its documented API, so its absence only costs speed
+    from prometheus_client.utils import floatToGoString
+except ImportError:  # pragma: no cover - a prometheus_client that moved it: every scrape goes to the library
+    floatToGoString = None
 
 _METRIC_NAME = re.compile(r"[a-zA-Z_:][a-zA-Z0-9_:]*\Z")
 _LABEL_NAME = re.compile(r"[a-zA-Z_][a-zA-Z0-9_]*\Z")
@@ -61,9 +65,15 @@ def _encode(registry: Collector, openmetrics: bool) -> bytes:
     return "".join(out).encode("utf-8")
 
 
+# the formats this encoder writes; any other (OpenMetrics 2, the text format 1.0.0) is the library's
+_OWN_FORMATS = ("text/plain; version=0.0.4;", "application/openmetrics-text; version=1.0.0;")
+
+
 def choose(accept_header: str) -> tuple[Callable[[Collector], bytes], str]:
     """(encoder, content type) for a scrape's Accept header."""
     library, content_type = choose_encoder(accept_header)
+    if floatToGoString is None or not content_type.startswith(_OWN_FORMATS):
+        return library, content_type
     openmetrics = content_type.startswith("application/openmetrics-text")
 
     def encode(registry: Collector) -> bytes:
