@@ -56,7 +56,8 @@ class EnqueueHandler:
 
 
 class FileEvents:
-    """The observer of every root. `trusted` while events announce every change under every root."""
+    """The observer of every root. `watching_every_root` once it started on all of them; `trusted` while, besides,
+    events announce every change (the safety poll found none they had not)."""
 
     UNANNOUNCED_LIMIT = 2  # twice, not once: a line written between the queue's drain and the poll is no proof
 
@@ -65,6 +66,7 @@ class FileEvents:
         self.enabled = enabled
         self.overflow = threading.Event()
         self.handler = EnqueueHandler(events, stats, self.overflow)
+        self.watching_every_root = False
         self.trusted = False
         self._unannounced = 0
         self._observer = None
@@ -100,7 +102,7 @@ class FileEvents:
             log.warning("file events unavailable (%s): polling for changes", exc)
             return
         self._observer = observer
-        self.trusted = scheduled == len(self.roots)
+        self.watching_every_root = self.trusted = scheduled == len(self.roots)
 
     def unannounced_change(self) -> None:
         """The safety poll found a change that no event announced."""

@@ -51,7 +51,7 @@ class ReadLoop:
         self.stats = stats
         self.evaluate = evaluate
         self.poll_interval = poll_interval
-        self.rediscover_interval = rediscover_interval  # None: 30 s while file events are trusted, else 5 s
+        self.rediscover_interval = rediscover_interval  # None: 30 s with an observer on every root, else 5 s
         self.evaluate_interval = evaluate_interval
         # New lines are judged at once by default: a loss spike that lasts one logged line must not slip between
         # two judgements.
@@ -72,7 +72,9 @@ class ReadLoop:
     def rediscover_seconds(self) -> float:
         if self.rediscover_interval is not None:
             return self.rediscover_interval
-        return self.EVENTS_TRUSTED_REDISCOVER_SECONDS if self.file_events.trusted else self.REDISCOVER_SECONDS
+        # an observer on every root announces new work dirs and sessions even after the safety poll found a change
+        # it had not announced (under steady writes a line written between the drain and the poll can count)
+        return self.EVENTS_TRUSTED_REDISCOVER_SECONDS if self.file_events.watching_every_root else self.REDISCOVER_SECONDS
 
     # -- from other threads -----------------------------------------------------------------------------------
     def start(self) -> None:
