@@ -39,7 +39,7 @@ def scrape_times(n_gpus: int, root: Path, scrapes: int) -> list[float]:
         body = generate_latest(agent.registry)
         times.append(time.perf_counter() - start)
     assert n_gpus == 0 or b"trainwarden_gpu_power_watts" in body
-    agent.server.server_close()
+    agent.stop()  # never started: no port bound, only NVML to close
     return times
 
 

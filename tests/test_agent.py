@@ -138,7 +138,7 @@ def train_line(epoch: int, it: int, loss: str) -> str:
 def test_runs_appear_grow_and_resume_while_watched(tmp_path, agent_on, file_events):
     root = tmp_path / "work_dirs"
     root.mkdir()
-    _, base = agent_on(root, use_watchdog=file_events)
+    agent, base = agent_on(root, use_watchdog=file_events)
     assert json.loads(get(base + "/api/runs")[2])["runs"] == []
     session = root / "exp" / "20251111_180600"
     session.mkdir(parents=True)
@@ -150,7 +150,7 @@ def test_runs_appear_grow_and_resume_while_watched(tmp_path, agent_on, file_even
     # a half-written line is not read until its end arrives
     with log.open("ab") as f:
         f.write(line(now, train_line(1, 100, "0.2900"))[:-30])
-    time.sleep(0.6)
+    assert agent.refresh(10)  # the agent has read the file since the half line was written
     assert value(get(base + "/metrics")[2], "trainwarden_train_iteration", run="exp") == 50
     with log.open("ab") as f:
         f.write(line(now, train_line(1, 100, "0.2900"))[-30:])
@@ -189,7 +189,7 @@ def test_bad_input_never_stops_the_agent(tmp_path, agent_on):
     log.write_bytes(line(now, train_line(1, 50, "0.4000")))  # truncated and rewritten
     wait_for(lambda: value(get(base + "/metrics")[2], "trainwarden_train_loss", run="exp") == 0.4, timeout=10)
     shutil.rmtree(root / "exp")  # the run disappears
-    time.sleep(1.0)
+    wait_for(lambda: json.loads(get(base + "/api/runs")[2])["runs"] == [], timeout=10)
     assert get(base + "/healthz")[0] == 200
     assert value(get(base + "/metrics")[2], "trainwarden_collector_success", collector="logs") == 1
 
@@ -200,13 +200,15 @@ def test_best_checkpoint_backed_up_on_early_stop(tmp_path, agent_on, enabled):
     root = tmp_path / "runs"
     shutil.copytree(DESIGN / "mmengine_kaist_resumed", root / "mmengine_kaist_resumed")
     wd = root / "mmengine_kaist_resumed"
-    agent_on(root, policy=Policy(early_stop_backup=enabled))
+    agent, _ = agent_on(root, policy=Policy(early_stop_backup=enabled))
     backup = wd / "mmengine_kaist_resumed_backup_ep1.pth"
+    # the run was judged with its early stop triggered, and every copy that judgement asked for is over
+    assert agent.refresh(10) and agent.backup.wait_idle(30)
     if enabled:
-        wait_for(backup.exists, timeout=10)
         assert backup.read_bytes() == (wd / "best_pascal_voc_mAP_epoch_1.pth").read_bytes()
+        assert value(get(f"http://127.0.0.1:{agent.address[1]}/metrics")[2], "trainwarden_collector_success",
+                     collector="backup") == 1
     else:
-        time.sleep(1.0)
         assert not backup.exists()
 
 
@@ -273,17 +275,103 @@ def test_a_change_without_a_file_event_brings_fast_polling_back(tmp_path, agent_
 
     log.write_text(line(50), encoding="utf-8")
     agent, base = agent_on(root, poll_interval=0.5, rediscover_interval=None)
-    assert agent._events_trusted and agent._poll_every() == 2.0 and agent.rediscover_interval == 30.0
-    agent._observer.stop()  # from now on no event arrives, as on a network mount
-    agent._observer.join(timeout=5)
+    assert agent.file_events.trusted and agent.poll_seconds == 2.0 and agent.rediscover_seconds == 30.0
+    agent.file_events.stop()  # from now on no event arrives, as on a network mount
     for it in (100, 150):  # found by the safety poll, twice
         with log.open("a", encoding="utf-8") as f:
             f.write(line(it))
         wait_for(lambda it=it: value(get(base + "/metrics")[2], "trainwarden_train_iteration", run="exp") == it,
                  timeout=5)
-    assert not agent._events_trusted and agent._poll_every() == 0.5
+    assert not agent.file_events.trusted and agent.poll_seconds == 0.5
     with log.open("a", encoding="utf-8") as f:
         f.write(line(200))
     start = time.monotonic()
     wait_for(lambda: value(get(base + "/metrics")[2], "trainwarden_train_iteration", run="exp") == 200, timeout=5)
     assert time.monotonic() - start < 1.5
+
+
+def test_file_events_alone_deliver_every_change(tmp_path, agent_on):
+    """The safety poll and the walk of the roots an hour apart: only file events can bring these changes in (a
+    handler that enqueued nothing would fail here; with the usual 2 s safety poll it would not)."""
+    root = tmp_path / "work_dirs"
+    log = root / "exp" / "20251111_180600" / "20251111_180600.log"
+    log.parent.mkdir(parents=True)
+    now = time.strftime("%Y/%m/%d %H:%M:%S")
+    log.write_bytes(line(now, train_line(1, 50, "0.3000")))
+    agent, base = agent_on(root, poll_interval=3600, rediscover_interval=3600)
+    assert agent.file_events.trusted and agent.poll_seconds == 3600 and agent.rediscover_seconds == 3600
+
+    def metric(name: str, **labels) -> float | None:
+        return value(get(base + "/metrics")[2], name, **labels)
+
+    assert metric("trainwarden_train_iteration", run="exp") == 50
+    with log.open("ab") as f:
+        f.write(line(now, train_line(1, 100, "0.2900")))
+    wait_for(lambda: metric("trainwarden_train_iteration", run="exp") == 100, timeout=10)
+    (root / "exp" / "epoch_1.pth").write_bytes(b"x")
+    wait_for(lambda: metric("trainwarden_checkpoint_files", run="exp") == 1, timeout=10)
+    other = root / "other" / "20251113_000000"
+    other.mkdir(parents=True)
+    (other / "20251113_000000.log").write_bytes(line(now, train_line(1, 50, "0.5000")))
+    wait_for(lambda: metric("trainwarden_train_loss", run="other") == 0.5, timeout=10)
+    assert agent.stats.file_events_dropped == 0
+
+
+def test_a_full_event_queue_is_counted_and_asks_for_a_walk():
+    import queue
+    import threading
+
+    from watchdog.events import FileClosedNoWriteEvent, FileModifiedEvent, FileMovedEvent
+
+    from trainwarden.app.file_events import EnqueueHandler
+    from trainwarden.outputs.metrics import CollectorStats
+
+    stats, overflow = CollectorStats(), threading.Event()
+    handler = EnqueueHandler(queue.Queue(maxsize=2), stats, overflow)
+    handler.dispatch(FileClosedNoWriteEvent("/r/a.log"))  # our own reads: not news
+    handler.dispatch(FileModifiedEvent("/r/a.log"))
+    assert stats.file_events_dropped == 0 and not overflow.is_set()
+    handler.dispatch(FileMovedEvent("/r/b.log", "/r/c.log"))  # room for one of its two paths
+    assert handler.events.get_nowait() == "/r/a.log" and handler.events.get_nowait() == "/r/b.log"
+    assert stats.file_events_dropped == 1 and overflow.is_set()
+
+
+@pytest.mark.parametrize("broken", [True, False], ids=["broken", "working"])
+def test_an_evaluation_that_fails_is_shown_not_taken_for_silence(tmp_path, agent_on, sink, broken):
+    from trainwarden.outputs.notify.service import Notifier
+    from trainwarden.outputs.notify.targets import Target
+
+    class BrokenNotifier(Notifier):
+        def handle(self, doc, tail):
+            raise RuntimeError("a bug in a rule")
+
+    root = tmp_path / "work_dirs"
+    log = root / "exp" / "20251111_180600" / "20251111_180600.log"
+    log.parent.mkdir(parents=True)
+    now = time.strftime("%Y/%m/%d %H:%M:%S")
+    log.write_bytes(line(now, train_line(1, 50, "0.3000")))
+    notifier = (BrokenNotifier if broken else Notifier)([Target(sink.url())], tmp_path / "state", host="h")
+    _, base = agent_on(root, notifier=notifier)
+    assert value(get(base + "/metrics")[2], "trainwarden_collector_success", collector="evaluate") == (0 if broken else 1)
+    with log.open("ab") as f:  # the reading goes on
+        f.write(line(now, train_line(1, 100, "0.2900")))
+    wait_for(lambda: value(get(base + "/metrics")[2], "trainwarden_train_iteration", run="exp") == 100, timeout=10)
+
+
+def test_an_injected_clock_moves_the_judgement(tmp_path, agent_on):
+    """Documents are reused while nothing changes, but time passing is a change: a run that logs nothing for
+    hours on the agent's clock is stalled at the next request."""
+    from conftest import Clock
+
+    clock = Clock()
+    clock.t = time.time()
+    log = tmp_path / "work_dirs" / "exp" / "20251111_180600" / "20251111_180600.log"
+    log.parent.mkdir(parents=True)
+    text = "".join(line(time.strftime("%Y/%m/%d %H:%M:%S", time.localtime(clock.t - 60 + 20 * k)),
+                        train_line(1, 50 * (k + 1), "0.3000")).decode() for k in range(3))
+    log.write_text(text, encoding="utf-8")
+    agent, base = agent_on(tmp_path / "work_dirs", clock=clock)
+    assert agent.status_document()["runs"][0]["state"] == "running"
+    clock.t += 6 * 3600
+    assert agent.status_document()["runs"][0]["state"] == "stalled"
+    assert value(get(base + "/metrics")[2], "trainwarden_run_state", run="exp", state="stalled") == 1

@@ -1,19 +1,25 @@
 """The agent's own exposition writer must give exactly the bytes prometheus_client gives, in both formats, for real
 registries (the real-log fixtures, 8 fake GPUs, a notifier, absurd values) and for any label value; anything it does
-not write itself goes to the library."""
+not write itself goes to the library. /metrics bodies are encoded once per document version: a scrape of an
+unchanged fleet is a lookup, and anything that changes (a run, a GPU, a collector's success) is in the next one."""
 
 from __future__ import annotations
 
 import shutil
+import time
+import urllib.request
 
 import fake_pynvml
-from conftest import DESIGN, REAL
+from conftest import DESIGN, REAL, Clock, wait_for
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from prometheus_client import CollectorRegistry
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily
-from prometheus_client.exposition import generate_latest
+from prometheus_client.exposition import choose_encoder, generate_latest
 from prometheus_client.openmetrics.exposition import generate_latest as openmetrics_latest
+from prometheus_client.openmetrics.parser import text_string_to_metric_families as om_text_string_to_metric_families
+from prometheus_client.parser import text_string_to_metric_families
+from stack import first_lines, line
 
 from trainwarden.app.agent import Agent
 from trainwarden.ingest.host.nvml import Nvml
@@ -27,13 +33,18 @@ OPENMETRICS = "application/openmetrics-text;version=1.0.0,application/openmetric
               "text/plain;version=0.0.4;q=0.5,*/*;q=0.1"  # what Prometheus 2.x sends
 
 
+PROMETHEUS_3 = "application/openmetrics-text;version=1.0.0;escaping=allow-utf-8;q=0.5,text/plain;version=0.0.4;q=0.1"
+
+
 def both(registry) -> None:
     encode, ctype = choose(PLAIN)
     assert ctype.startswith("text/plain; version=0.0.4")
     assert encode(registry) == generate_latest(registry)
-    encode, ctype = choose(OPENMETRICS)
-    assert ctype.startswith("application/openmetrics-text")
-    assert encode(registry) == openmetrics_latest(registry)
+    for accept in (OPENMETRICS, PROMETHEUS_3):
+        encode, ctype = choose(accept)
+        assert ctype.startswith("application/openmetrics-text; version=1.0.0")
+        library, library_ctype = choose_encoder(accept)
+        assert ctype == library_ctype and encode(registry) == library(registry) == openmetrics_latest(registry)
 
 
 def test_same_bytes_as_the_library_for_a_real_agent(tmp_path):
@@ -52,7 +63,7 @@ def test_same_bytes_as_the_library_for_a_real_agent(tmp_path):
         assert text.count("\n") > 500 and "trainwarden_notifications_total" in text
         both(agent.registry)
     finally:
-        agent.server.server_close()
+        agent.stop()
 
 
 label_values = st.text(alphabet=st.characters(codec="utf-8"), max_size=20) | st.sampled_from(
@@ -90,3 +101,53 @@ def test_anything_else_goes_to_the_library():
 
     registry.register(Families())
     both(registry)
+
+
+def scrape(base: str, accept: str = "") -> bytes:
+    request = urllib.request.Request(base + "/metrics", headers={"Accept": accept} if accept else {})
+    with urllib.request.urlopen(request, timeout=10) as r:
+        return r.read()
+
+
+def samples_of(body: bytes, openmetrics: bool = False) -> dict:
+    parse = om_text_string_to_metric_families if openmetrics else text_string_to_metric_families
+    return {(s.name, tuple(sorted(s.labels.items()))): s.value for fam in parse(body.decode())
+            for s in fam.samples if fam.name != "trainwarden_collector_duration_seconds"}  # as of the encoding
+
+
+def test_a_scrape_of_an_unchanged_fleet_is_a_lookup(tmp_path):
+    log = tmp_path / "runs" / "exp" / "20251111_180600" / "20251111_180600.log"
+    log.parent.mkdir(parents=True)
+    log.write_text(first_lines(), encoding="utf-8")
+    module = fake_pynvml.make(fake_pynvml.gpus(2))
+    clock = Clock()
+    clock.t = time.time()  # held still: no time bucket passes during the test
+    agent = Agent([tmp_path / "runs"], "127.0.0.1", 0, clock=clock, gpu_interval=0.05,
+                  host_sources=HostSources(nvml=Nvml(loader=lambda: module)))
+    agent.start()
+    try:
+        assert agent.ready.wait(30)
+        base = f"http://127.0.0.1:{agent.address[1]}"
+        text, openmetrics = scrape(base), scrape(base, OPENMETRICS)
+        builds, encodings = agent.documents.builds, agent.metrics.encodings
+        for _ in range(20):
+            assert scrape(base) == text and scrape(base, OPENMETRICS) == openmetrics
+        assert (agent.documents.builds, agent.metrics.encodings) == (builds, encodings)  # nothing built or encoded
+        # what was served is what the library makes of the same document, in both formats
+        assert samples_of(text) == samples_of(generate_latest(agent.registry))
+        assert samples_of(openmetrics, True) == samples_of(openmetrics_latest(agent.registry), True)
+        # a run changes: the next scrape has it
+        with log.open("a", encoding="utf-8") as f:
+            f.write(line(150, 0.25))
+        assert agent.refresh(10)
+        assert samples_of(scrape(base))[("trainwarden_train_iteration", (("run", "exp"),))] == 1150
+        # a GPU changes while no run does: in a scrape within the sampler's interval
+        module.gpus[1].temperature = 85
+        uuid = module.gpus[1].uuid
+        wait_for(lambda: samples_of(scrape(base)).get(
+            ("trainwarden_gpu_temperature_celsius", (("gpu", "1"), ("uuid", uuid)))) == 85, timeout=5)
+        # one of the agent's own figures changes while no run or GPU does: not served stale
+        agent.stats.success["backup"] = False  # as a failed checkpoint copy leaves it (nothing else writes it here)
+        assert samples_of(scrape(base))[("trainwarden_collector_success", (("collector", "backup"),))] == 0
+    finally:
+        agent.stop()

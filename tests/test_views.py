@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import time
@@ -93,22 +94,29 @@ def test_live_quits_on_q_in_a_real_terminal():
     pid, fd = pty.fork()
     if pid == 0:  # the child: trainwarden live in a terminal
         os.execv(sys.executable, [sys.executable, "-m", "trainwarden", "live", str(KAIST), "--interval", "0.5"])
-    out = b""
-    deadline = time.monotonic() + 30
-    while b"q or Ctrl-C quits" not in out and time.monotonic() < deadline:
-        if select.select([fd], [], [], 0.5)[0]:
-            out += os.read(fd, 65536)
-    assert b"mmengine_kaist_resumed" in out
-    os.write(fd, b"q")
-    deadline = time.monotonic() + 10
-    status = None
-    while time.monotonic() < deadline:
-        done, status = os.waitpid(pid, os.WNOHANG)
-        if done:
-            break
-        if select.select([fd], [], [], 0.2)[0]:
-            try:
-                os.read(fd, 65536)
-            except OSError:
-                pass
-    assert status is not None and os.WIFEXITED(status) and os.WEXITSTATUS(status) == 0
+    exited = None  # the child's wait status once it has ended; (0, 0) from waitpid(WNOHANG) means still running
+    try:
+        out = b""
+        deadline = time.monotonic() + 30
+        while b"q or Ctrl-C quits" not in out and time.monotonic() < deadline:
+            if select.select([fd], [], [], 0.5)[0]:
+                out += os.read(fd, 65536)
+        assert b"mmengine_kaist_resumed" in out
+        os.write(fd, b"q")
+        deadline = time.monotonic() + 10
+        while exited is None and time.monotonic() < deadline:
+            done, status = os.waitpid(pid, os.WNOHANG)
+            if done == pid:
+                exited = status
+            elif select.select([fd], [], [], 0.2)[0]:
+                try:
+                    os.read(fd, 65536)
+                except OSError:
+                    pass
+    finally:
+        if exited is None:
+            os.kill(pid, signal.SIGKILL)
+            os.waitpid(pid, 0)
+        os.close(fd)
+    assert exited is not None, "live was still running 10 s after q"
+    assert os.WIFEXITED(exited) and os.WEXITSTATUS(exited) == 0

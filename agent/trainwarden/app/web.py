@@ -8,10 +8,8 @@ from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import parse_qs, unquote, urlsplit
 
-from prometheus_client.registry import CollectorRegistry
-
 from trainwarden import __version__
-from trainwarden.outputs.exposition import choose as choose_encoder
+from trainwarden.model import StatusReport
 from trainwarden.outputs.status import to_json
 from trainwarden.outputs.views.page import status_page
 
@@ -21,8 +19,9 @@ MAX_TAIL_LINES = 5000
 
 @dataclass
 class WebApp:
-    registry: CollectorRegistry
-    status: Callable[[], dict]  # the status document
+    metrics: Callable[[str], tuple[bytes, str]]  # a scrape's Accept header -> (body, content type)
+    status: Callable[[], StatusReport]  # the typed status report (the page draws it)
+    document: Callable[[], dict]  # the same as JSON-ready data (/api/runs), converted once per version
     tail: Callable[[str, int], dict | None]  # run name, n -> {"run", "file", "lines"} or None
 
 
@@ -50,10 +49,10 @@ def make_handler(app: WebApp) -> type[BaseHTTPRequestHandler]:
             path = url.path
             try:
                 if path == "/metrics":
-                    encoder, content_type = choose_encoder(self.headers.get("Accept", ""))
-                    self._send(200, encoder(app.registry), content_type)
+                    body, content_type = app.metrics(self.headers.get("Accept", ""))
+                    self._send(200, body, content_type)
                 elif path == "/api/runs":
-                    self._send(200, to_json(app.status()), "application/json")
+                    self._send(200, to_json(app.document()), "application/json")
                 elif path.startswith("/api/runs/") and path.endswith("/log"):
                     self._tail(unquote(path[len("/api/runs/") : -len("/log")]), parse_qs(url.query))
                 elif path == "/healthz":

@@ -6,7 +6,6 @@ import argparse
 import errno
 import tempfile
 import threading
-import time
 from pathlib import Path
 
 from trainwarden.app.agent import Agent
@@ -17,14 +16,15 @@ from trainwarden.outputs.views.status_table import make_console, render_status
 
 def _start_agent(root: Path, listen: str, console, notifier=None) -> Agent:
     host, port = parse_listen_address(listen)
+    agent = Agent([root], host, port, poll_interval=0.5, rediscover_interval=1.0, notifier=notifier)
     try:
-        agent = Agent([root], host, port, poll_interval=0.5, rediscover_interval=1.0, notifier=notifier)
+        agent.start()
     except OSError as exc:
         if exc.errno not in (errno.EADDRINUSE, getattr(errno, "WSAEADDRINUSE", -1)):
             raise
         console.print(f"[yellow]{host}:{port} is taken (another agent?): using a free port instead[/]")
         agent = Agent([root], host, 0, poll_interval=0.5, rediscover_interval=1.0, notifier=notifier)
-    agent.start()
+        agent.start()
     return agent
 
 
@@ -62,15 +62,13 @@ def run_demo(args: argparse.Namespace) -> int:
 
     stop = threading.Event()
 
-    evaluations_written = [0]
     steps = [0]
     shown_alerts: list[set] = [set()]
 
     def on_step(kind: str) -> None:
         steps[0] += 1
         if kind == "evaluation":
-            evaluations_written[0] += 1
-            _progress_line(agent, console, evaluations_written[0])
+            _progress_line(agent, console)
         elif steps[0] % 5 == 0:  # say when the agent's alerts change (the incident in epoch 3)
             runs = agent.status_document()["runs"]
             now_alerts = {(c["severity"], c["alert"], c["summary"]) for r in runs for c in r["conditions"]
@@ -87,7 +85,7 @@ def run_demo(args: argparse.Namespace) -> int:
 
     try:
         replay(writer, pace, on_step=on_step, stop=stop.is_set)
-        time.sleep(1.5)  # let the agent read the last lines
+        agent.refresh(timeout=10)  # the last lines read and judged
         render_status(agent.status_report(), console)
         if notifier is not None:
             notifier.flush(timeout=15)
@@ -96,7 +94,7 @@ def run_demo(args: argparse.Namespace) -> int:
             console.print(f"The agent keeps serving {base}/ - press Ctrl-C to stop.")
             agent.wait()
         elif args.linger > 0:
-            time.sleep(args.linger)
+            agent.wait(timeout=args.linger)
     except KeyboardInterrupt:
         stop.set()
     finally:
@@ -104,13 +102,9 @@ def run_demo(args: argparse.Namespace) -> int:
     return 0
 
 
-def _progress_line(agent: Agent, console, expected_evaluations: int) -> None:
-    deadline = time.monotonic() + 2.0
-    doc = agent.status_document()
-    while time.monotonic() < deadline and not any(len(r["evaluations"]) >= expected_evaluations for r in doc["runs"]):
-        time.sleep(0.05)  # the agent is a separate reader: give it a moment to catch up
-        doc = agent.status_document()
-    for run in doc["runs"]:
+def _progress_line(agent: Agent, console) -> None:
+    agent.refresh(timeout=5)  # the agent is a separate reader: what was just written, read
+    for run in agent.status_document()["runs"]:
         evals = [e for e in run["evaluations"] if run.get("eval_key") in e["metrics"]]
         last = f", {run['eval_key']} {evals[-1]['metrics'][run['eval_key']]:.4f}" if evals else ""
         loss = f"{run['loss']:.4f}" if run.get("loss") is not None else "-"

@@ -11,6 +11,8 @@ from trainwarden.app.agent import Agent
 from trainwarden.app.supervise import Attempt, Supervisor, install_forwarding, with_resume, work_dir_of
 
 log = logging.getLogger("trainwarden.run")
+READY_TIMEOUT_SECONDS = 60.0  # the first read of the work dir (a resumed run's history) before the child starts
+READ_TIMEOUT_SECONDS = 30.0  # the agent reading and judging what the child wrote, once it exited
 
 
 def _current_batch(agent: Agent, run: str) -> int | None:
@@ -46,6 +48,8 @@ def run_supervised(args: argparse.Namespace, cfg, notifier, host: str, port: int
                   host_sources=host_sources, notifier=notifier, evaluate_interval=1.0)
     agent.start()
     log.info("watching %s (status on http://%s:%d/)", work_dir, *agent.address)
+    if not agent.ready.wait(timeout=READY_TIMEOUT_SECONDS):  # what the work dir already holds, read before training adds
+        log.warning("the agent is still reading %s: starting the training anyway", work_dir)
     stamp = time.strftime("%Y%m%d_%H%M%S")
     attempts_left = max(0, args.auto_resume)
     attempt = Attempt(command)
@@ -63,7 +67,8 @@ def run_supervised(args: argparse.Namespace, cfg, notifier, host: str, port: int
             host_sources.tracker.report_exit(run, code)
             log.info("training exited with code %s%s", code,
                      f" ({', '.join(f'{k}: {v}' for k, v in attempt.errors.items())})" if attempt.errors else "")
-            time.sleep(1.5)  # let the agent read the last lines and judge the exit
+            if not agent.refresh(timeout=READ_TIMEOUT_SECONDS):  # the last lines read and the exit judged
+                log.warning("the agent did not read the run's last lines within %.0f s", READ_TIMEOUT_SECONDS)
             if code != 0 and notifier is not None and not any(r.state.name == run for r in agent.fleet.current_readers()):
                 # it died before writing any log: no run for the evaluator to judge, so say it here
                 notifier.notice(f"{run}|{stamp}|{n}|early-exit", "critical",
@@ -89,7 +94,7 @@ def run_supervised(args: argparse.Namespace, cfg, notifier, host: str, port: int
             attempt = Attempt(next_command)
     finally:
         if notifier is not None:
-            agent._evaluate()
+            agent.refresh(timeout=READ_TIMEOUT_SECONDS)  # judged once more, whatever ended the loop
             if not notifier.flush(timeout=30):
                 log.warning("%d notification(s) still queued: they go out at the next start", notifier.queue_length())
         agent.stop()

@@ -34,6 +34,7 @@ class CollectorStats:
     success: dict[str, bool] = field(default_factory=dict)
     duration_seconds: dict[str, float] = field(default_factory=dict)
     notifier: object | None = None  # the standalone notifier: counters and queue length
+    file_events_dropped: int = 0  # file events the read loop's queue had no room for (a full rediscovery follows)
 
 
 class _Families:
