@@ -96,11 +96,12 @@ class ReadLoop:
         if self._thread is None or not self._thread.is_alive():
             return False
         request = _Refresh()
+        deadline = time.monotonic() + timeout
         try:
             self.events.put(request, timeout=timeout)
         except queue.Full:
             return False
-        return request.done.wait(timeout)
+        return request.done.wait(max(0.0, deadline - time.monotonic()))
 
     # -- the loop -------------------------------------------------------------------------------------------
     def _run(self) -> None:
