@@ -310,6 +310,8 @@ class StatusCollector(Collector):
         for name, ok in sorted(self.stats.success.items()):
             success.add_metric([name], 1 if ok else 0)
             duration.add_metric([name], self.stats.duration_seconds.get(name, 0.0))
+        f.counter("file_events_dropped", "File events the read loop's queue had no room for; a walk of every root "
+                  "follows.", []).add_metric([], self.stats.file_events_dropped)
         if self.stats.notifier is not None:
             for family in notifier_families(self.stats.notifier):
                 f.add(family)
