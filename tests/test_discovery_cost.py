@@ -127,8 +127,20 @@ def test_file_events_find_their_run_and_nothing_outside_or_after_removal(tmp_pat
     assert fleet.reader_for(root / "run") is reader
     assert fleet.reader_for(root / "other" / "x.log") is None
     assert fleet.reader_for(tmp_path) is None
+    assert reader.watches(str(log)) and reader.watches(log) and not reader.watches(str(session))
     for path in sorted((root / "run").rglob("*"), reverse=True):
         path.unlink() if path.is_file() else path.rmdir()
     (root / "run").rmdir()
     fleet.rediscover()
     assert fleet.reader_for(log) is None
+
+
+def test_the_config_and_notifier_load_no_notification_module_without_a_target(tmp_path):
+    """hashlib loads OpenSSL's libcrypto (3.6 MB resident): only an agent that notifies needs it."""
+    code = ("import sys\n"
+            "from trainwarden.app.config import load_config\n"
+            "from trainwarden.app.notifier import build_notifier\n"
+            "assert build_notifier(load_config(None), None, []) is None\n"
+            "print(sorted(m for m in sys.modules if m == 'hashlib' or m.startswith('trainwarden.outputs.notify')))\n")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=60)
+    assert out.stdout.strip() == "[]"

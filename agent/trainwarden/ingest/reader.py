@@ -68,6 +68,7 @@ class RunReader:
         self.state = RunState(layout.name, str(layout.work_dir), layout.framework)
         self.cold_scan = cold_scan
         self._sources: dict[Path, _Source] = {}
+        self._source_names: set[str] = set()  # the same paths as text: `watches` runs for every file event
         self._test_dumps: dict[Path, float] = {}
         self._extra_consoles: list[Path] = []
 
@@ -108,6 +109,7 @@ class RunReader:
         if kind in ("log", "console"):
             stream = LogStream(_year_of(path), errors_only=(kind == "console"), offset=_zone_offset(path))
         self._sources[path] = _Source(path, kind, session, FileTailer(path), stream)
+        self._source_names.add(str(path))
 
     def rescan_checkpoints(self) -> None:
         extra = Path(self.state.checkpoint_dir) if self.state.checkpoint_dir else None
@@ -128,6 +130,10 @@ class RunReader:
 
     def watched_paths(self) -> list[Path]:
         return list(self._sources)
+
+    def watches(self, path: str | Path) -> bool:
+        """`path` is one of the files read (as the event sources spell it: see Fleet.reader_for)."""
+        return str(path) in self._source_names
 
     def _poll_source(self, source: _Source) -> bool:
         if not source.started:
