@@ -37,9 +37,12 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from trainwarden.judge.policy import Policy, PolicySet, policy_from_mapping
-from trainwarden.outputs.notify.targets import SEVERITIES, Target, resolve_url
+
+if TYPE_CHECKING:
+    from trainwarden.outputs.notify.targets import Target
 
 DEFAULT_LISTEN = "127.0.0.1:9841"
 
@@ -216,6 +219,9 @@ def _notify(data: dict, problems: list[str]) -> NotifyConfig:
         problems.append("notify.targets: expected a list")
         targets = []
     for i, entry in enumerate(targets):
+        # imported here: the notification modules (and hashlib, and with it OpenSSL's libcrypto) only with a target
+        from trainwarden.outputs.notify.targets import SEVERITIES, Target, resolve_url
+
         where = f"notify.targets[{i}]"  # never the URL: it is a secret
         if not isinstance(entry, dict):
             problems.append(f"{where}: expected a mapping with url, url_env or url_file")
@@ -236,6 +242,8 @@ def _notify(data: dict, problems: list[str]) -> NotifyConfig:
         if url:
             out.targets.append(Target(url, frozenset(severities), resolved))
     if data.get("apprise_config") is not None:
+        from trainwarden.outputs.notify.targets import SEVERITIES, Target
+
         path = Path(str(data["apprise_config"])).expanduser()
         if not path.is_file():
             problems.append(f"notify.apprise_config: no such file {path}")

@@ -2,19 +2,22 @@
 
 from __future__ import annotations
 
-import hashlib
 import logging
 from pathlib import Path
 
 from trainwarden.app.config import default_state_dir
-from trainwarden.outputs.notify.service import Notifier
-from trainwarden.outputs.notify.targets import Target
+
+# the notification modules (and hashlib, and with it OpenSSL's libcrypto) are imported only with a target
 
 log = logging.getLogger("trainwarden.notify")
 
 
 def notify_targets(cfg, urls: list[str] | None):
-    return [*(Target(u) for u in urls or []), *cfg.notify.targets]
+    if not urls:
+        return list(cfg.notify.targets)
+    from trainwarden.outputs.notify.targets import Target
+
+    return [*(Target(u) for u in urls), *cfg.notify.targets]
 
 
 def build_notifier(cfg, urls: list[str] | None, roots: list[Path]):
@@ -26,6 +29,10 @@ def build_notifier(cfg, urls: list[str] | None, roots: list[Path]):
     if cfg.notify.mode == "alertmanager":
         log.info("notify.mode is alertmanager: the agent sends no notification itself")
         return None
+    import hashlib
+
+    from trainwarden.outputs.notify.service import Notifier
+
     # one state folder per set of watched folders: two agents never share an outbox
     scope = hashlib.sha256("|".join(sorted(str(r.absolute()) for r in roots)).encode()).hexdigest()[:12]
     state = (cfg.notify.state_dir or default_state_dir()) / scope

@@ -20,6 +20,7 @@ from trainwarden.app.file_events import FileEvents
 from trainwarden.ingest.fleet import Fleet
 from trainwarden.ingest.host.sources import HostSources
 from trainwarden.outputs.metrics import CollectorStats
+from trainwarden.parse.formats import recognise
 
 log = logging.getLogger("trainwarden.app.read_loop")
 _REDISCOVER = object()  # a path no run owns arrived: maybe a new work dir or session
@@ -196,8 +197,8 @@ class ReadLoop:
             if path.suffix == ".pth" or path.name == "last_checkpoint":
                 reader.rescan_checkpoints()
                 changed = True
-            elif path not in reader.watched_paths() and (path.is_dir() or path.name.endswith((".log", ".log.json"))):
-                changed |= reader.refresh()  # a new session (a resume) or console capture
+            elif not reader.watches(path) and (path.is_dir() or recognise(path.name, b"", reader.layout.formats)):
+                changed |= reader.refresh()  # a new session (a resume), console capture or any format's file
                 continue
             changed |= reader.poll()
         if unknown:

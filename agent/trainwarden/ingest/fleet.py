@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import threading
 from pathlib import Path
 
@@ -19,6 +20,9 @@ class Fleet:
         self.cold_scan = cold_scan
         self.formats = formats
         self.readers: dict[Path, RunReader] = {}
+        # the same readers by their work dir as text: `reader_for` walks up a path as text, not as Path objects
+        # (it runs for every file event, and Path.parents built a Path per folder up to the root)
+        self._by_folder: dict[str, RunReader] = {}
         self.consoles = [(name, Path(p).absolute()) for name, p in consoles]  # `--console [RUN=]FILE`, not yet placed
         self._lock = threading.Lock()  # guards `readers` between the worker and HTTP threads
 
@@ -37,8 +41,7 @@ class Fleet:
             reader = self.readers.get(wd)
             if reader is None:
                 reader = RunReader(layout, cold_scan=self.cold_scan)
-                with self._lock:
-                    self.readers[wd] = reader
+                self._add(wd, reader)
                 changed = True
             else:
                 reader.state.name = names[wd]
@@ -54,7 +57,13 @@ class Fleet:
             with self._lock:
                 for wd in gone:
                     del self.readers[wd]
+                    del self._by_folder[os.fspath(wd)]
         return bool(gone)
+
+    def _add(self, wd: Path, reader: RunReader) -> None:
+        with self._lock:
+            self.readers[wd] = reader
+            self._by_folder[os.fspath(wd)] = reader
 
     def _place_consoles(self, found: list[Path], names: dict[Path, str]) -> None:
         """Give each console capture named on the command line to its run: by name, by folder, or the only run."""
@@ -65,7 +74,7 @@ class Fleet:
             if len(owners) == 1:
                 wd = owners[0]
                 if wd not in self.readers:
-                    self.readers[wd] = RunReader(describe(wd, names[wd], self.formats), cold_scan=self.cold_scan)
+                    self._add(wd, RunReader(describe(wd, names[wd], self.formats), cold_scan=self.cold_scan))
                 self.readers[wd].add_console(path)
             else:
                 waiting.append((name, path))  # its run has not appeared yet
@@ -78,14 +87,19 @@ class Fleet:
             changed |= reader.poll()
         return changed
 
-    def reader_for(self, path: Path) -> RunReader | None:
-        path = Path(path)
+    def reader_for(self, path: Path | str) -> RunReader | None:
+        # as the event sources give it: absolute and under a root's own spelling (not normalised: a root given as
+        # `../runs` keeps its `..`, and so do the work dirs and every event path under it)
+        folder = os.fspath(path)
         with self._lock:  # a dict lookup per folder up the path: this runs for every file event
-            for folder in (path, *path.parents):
-                reader = self.readers.get(folder)
+            while True:
+                reader = self._by_folder.get(folder)
                 if reader is not None:
                     return reader
-        return None
+                parent = os.path.dirname(folder)
+                if parent == folder:
+                    return None
+                folder = parent
 
     def current_readers(self) -> list[RunReader]:
         with self._lock:

@@ -72,6 +72,7 @@ class RunReader:
         self.state = RunState(layout.name, str(layout.work_dir), layout.framework)
         self.cold_scan = cold_scan
         self._sources: dict[Path, _Source] = {}
+        self._source_names: set[str] = set()  # the same paths as text: `watches` runs for every file event
         self._dumps: dict[Path, float] = {}
         self._extra_consoles: list[Path] = []
 
@@ -120,6 +121,7 @@ class RunReader:
         fmt = file.format
         context = ParseContext(_year_of(file.path), _zone_offset(file.path, fmt), self._loop)
         self._sources[file.path] = _Source(file.path, fmt, session, FileTailer(file.path), fmt.new_parser(context))
+        self._source_names.add(str(file.path))
 
     def _loop(self) -> str | None:
         return self.state.config.loop
@@ -141,6 +143,10 @@ class RunReader:
 
     def watched_paths(self) -> list[Path]:
         return list(self._sources)
+
+    def watches(self, path: str | Path) -> bool:
+        """`path` is one of the files read (as the event sources spell it: see Fleet.reader_for)."""
+        return str(path) in self._source_names
 
     def _poll_source(self, source: _Source) -> bool:
         if not source.started:

@@ -84,6 +84,12 @@ def _names_run(cmdline: list[str], target: RunTarget) -> str | None:
 # A run that has not written for this long is looked for no more (walking every process's command line and open
 # files costs more than all the reading on a busy machine); it is looked for again as soon as it writes (a resume).
 SEARCH_WHILE_WRITTEN_SECONDS = 600.0
+# A run looked for in vain (its trainer runs on another machine, or as another user) is looked for again after 1 s,
+# then 2, 4, ... up to every 10 minutes: each walk of every process cost 25 ms at each discovery (every 30 s, or 5 s
+# when polling), most of what the agent spends on 8 quiet runs. A new session (a resume starts a new process) or
+# a PID given in the config resets the wait.
+SEARCH_AGAIN_FIRST_SECONDS = 1.0
+SEARCH_AGAIN_MAX_SECONDS = 600.0
 
 
 def _written_since(logs: list[Path], since: float) -> bool:
@@ -104,55 +110,87 @@ class ProcessTracker:
         self.clock = clock
         self.own_pid = os.getpid() if own_pid is None else own_pid
         self.tracked: dict[str, Tracked] = {}
-        self._searched: set[str] = set()  # runs looked for once: again only while their logs are written
+        self._searched: dict[str, tuple] = {}  # run -> what it was looked for by (its logs, config, PID)
+        self._misses: dict[str, int] = {}  # run -> searches in a row that found nothing
+        self._next_search: dict[str, float] = {}  # run -> not looked for again before this time
 
     # -- discovery -------------------------------------------------------------------------------------------
     def discover(self, targets: list[RunTarget]) -> None:
         """Look for the process of every run that has none running (a resume starts a new one)."""
         now = self.clock()
-        wanted = [t for t in targets if (t.run not in self.tracked or not self.tracked[t.run].up)
-                  and (t.run not in self._searched or _written_since(t.logs, now - SEARCH_WHILE_WRITTEN_SECONDS))]
+        wanted = [t for t in targets if self._wants_search(t, now)]
         if not wanted:
             return
-        self._searched.update(t.run for t in wanted)
-        ps = self.psutil
-        candidates: dict[int, tuple[object, list[str], int]] = {}
-        for proc in ps.process_iter(["pid", "ppid", "name", "cmdline"]):
-            info = proc.info
-            if info["pid"] == self.own_pid or not info.get("cmdline"):
-                continue
-            candidates[info["pid"]] = (proc, info["cmdline"], info.get("ppid") or 0)
+        candidates: dict[int, tuple[object, list[str]]] = {}
+        # the command line alone: a process's name and parent are read only for the few that could match
+        for proc in self.psutil.process_iter(["cmdline"]):
+            cmdline = proc.info.get("cmdline")
+            if proc.pid != self.own_pid and cmdline:
+                candidates[proc.pid] = (proc, cmdline)
+        open_files: dict[int, set[str]] = {}  # pid -> the files it holds open, read once for all the runs
         for target in wanted:
-            found = self._match(target, candidates)
+            found = self._match(target, candidates, open_files)
             if found is not None:
                 self._track(target.run, *found)
+                self._misses.pop(target.run, None)
+                self._next_search.pop(target.run, None)
+            else:
+                misses = self._misses[target.run] = self._misses.get(target.run, 0) + 1
+                wait = min(SEARCH_AGAIN_MAX_SECONDS, SEARCH_AGAIN_FIRST_SECONDS * 2 ** (misses - 1))
+                self._next_search[target.run] = now + wait
 
-    def _match(self, target: RunTarget, candidates: dict) -> tuple[object, str] | None:
+    def _wants_search(self, target: RunTarget, now: float) -> bool:
+        tracked = self.tracked.get(target.run)
+        if tracked is not None and tracked.up:
+            return False
+        key = (tuple(target.logs), target.config_name, target.pid)
+        if self._searched.get(target.run) != key:  # never looked for, or a new session or PID since
+            self._searched[target.run] = key
+            self._misses.pop(target.run, None)
+            return True
+        if now < self._next_search.get(target.run, 0.0):
+            return False
+        return _written_since(target.logs, now - SEARCH_WHILE_WRITTEN_SECONDS)
+
+    def _match(self, target: RunTarget, candidates: dict, open_files: dict[int, set[str]]) -> tuple[object, str] | None:
         if target.pid is not None:
             try:
                 return self.psutil.Process(target.pid), "config_pid"
             except (self.psutil.NoSuchProcess, self.psutil.AccessDenied):
                 return None
         matches: dict[int, tuple[object, str]] = {}
-        for pid, (proc, cmdline, _) in candidates.items():
+        for pid, (proc, cmdline) in candidates.items():
             how = _names_run(cmdline, target)
             if how:
                 matches[pid] = (proc, how)
         if not matches:
             logs = {str(p.absolute()) for p in target.logs}
-            for pid, (proc, cmdline, _) in candidates.items():
-                if "python" not in (proc.info.get("name") or "").lower() and "python" not in cmdline[0].lower():
-                    continue
-                try:
-                    if any(f.path in logs for f in proc.open_files()):
-                        matches[pid] = (proc, "open_log")
-                except (self.psutil.NoSuchProcess, self.psutil.AccessDenied, OSError):
-                    continue
+            for pid, (proc, cmdline) in candidates.items():
+                held = self._open_files(pid, proc, cmdline, open_files)
+                if held and not held.isdisjoint(logs):
+                    matches[pid] = (proc, "open_log")
         # the top-most match: its parent is not a match too
-        for pid, (proc, how) in sorted(matches.items()):
-            if candidates.get(pid, (None, None, 0))[2] not in matches:
+        for _pid, (proc, how) in sorted(matches.items()):
+            if self._parent(proc) not in matches:
                 return proc, how
         return None
+
+    def _open_files(self, pid: int, proc, cmdline: list[str], cache: dict[int, set[str]]) -> set[str]:
+        """The files a Python process holds open (other processes are not trainers): read once per search."""
+        if pid not in cache:
+            cache[pid] = set()
+            try:
+                if "python" in cmdline[0].lower() or "python" in (proc.name() or "").lower():
+                    cache[pid] = {f.path for f in proc.open_files()}
+            except (self.psutil.NoSuchProcess, self.psutil.AccessDenied, OSError):
+                pass
+        return cache[pid]
+
+    def _parent(self, proc) -> int:
+        try:
+            return proc.ppid() or 0
+        except (self.psutil.NoSuchProcess, self.psutil.AccessDenied):
+            return 0
 
     def _track(self, run: str, proc, how: str) -> None:
         try:
