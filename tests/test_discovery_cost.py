@@ -82,7 +82,7 @@ def test_a_run_looked_for_in_vain_waits_longer_each_time(tmp_path, holder):
     assert tracker.document("run") is None  # t=2.9: still waiting
     now[0] += 0.1
     tracker.discover([run])
-    assert tracker.document("run")["pid"] == proc.pid  # t=3: looked for, found
+    assert tracker.document("run").pid == proc.pid  # t=3: looked for, found
 
 
 def test_a_new_session_is_looked_for_at_once(tmp_path, holder):
@@ -95,7 +95,7 @@ def test_a_new_session_is_looked_for_at_once(tmp_path, holder):
     resumed.write_text("x\n", encoding="utf-8")
     proc = holder(resumed)
     tracker.discover([RunTarget("run", run.work_dir, [*run.logs, resumed])])
-    assert tracker.document("run")["pid"] == proc.pid
+    assert tracker.document("run").pid == proc.pid
 
 
 def test_one_walk_of_the_processes_serves_every_run_and_waiting_costs_none(tmp_path, holder):
