@@ -43,21 +43,22 @@ GOAL_RESIDENT_MIB = 25
 
 
 class Watcher:
-    """One of the two, started over the same logs: its process and how to find a run's loss in its /metrics."""
+    """One of the two, started over the same logs: its process, and how its /metrics names a log's loss."""
 
-    def __init__(self, name: str, cmd: list[str], base: str, series: dict[Path, str]) -> None:
-        self.name, self.base, self.series = name, base, series
+    def __init__(self, name: str, cmd: list[str], base: str, loss: str, label: dict[Path, str]) -> None:
+        self.name, self.base = name, base
+        self.loss, self.label = loss, label  # the loss series' name, and each log's label in it
         self.proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         self.ps = psutil.Process(self.proc.pid)
 
     def shows(self, log: Path, value: str) -> bool:
-        """The run's `train_loss` series in /metrics has this value."""
+        """The log's loss series in /metrics has this value."""
         try:
             body = get(self.base + "/metrics").decode()
         except OSError:
             return False
-        label, want = self.series[log], float(value)
-        return any(x.startswith(self.series["name"]) and label in x and float(x.rsplit(" ", 1)[1]) == want
+        head, want = f"{self.loss}{{", float(value)
+        return any(x.startswith(head) and self.label[log] in x and float(x.rsplit(" ", 1)[1]) == want
                    for x in body.splitlines())
 
     def stop(self) -> None:
@@ -67,18 +68,17 @@ class Watcher:
 
 def start_trainwarden(root: Path, logs: list[Path]) -> Watcher:
     port = free_port()
-    series: dict = {"name": "trainwarden_train_loss{", **{log: f'run="{log.parent.parent.name}"' for log in logs}}
     w = Watcher("trainwarden", [*TRAINWARDEN, "watch", str(root), "--web.listen-address", f"127.0.0.1:{port}"],
-                f"http://127.0.0.1:{port}", series)
+                f"http://127.0.0.1:{port}", "trainwarden_train_loss", {log: f'run="{log.parent.parent.name}"' for log in logs})
     wait(lambda: _body(w.base + "/metrics").count("trainwarden_train_epoch{") == len(logs), "trainwarden read the runs")
     return w
 
 
 def start_mtail(root: Path, logs: list[Path]) -> Watcher:
     port = free_port()
-    series: dict = {"name": "train_loss{", **{log: f'log="{log}"' for log in logs}}
     w = Watcher("mtail", ["mtail", "--progs", str(PROGS), "--logs", str(root / "*" / "*" / "*.log"), "--address",
-                          "127.0.0.1", "--port", str(port), "--logtostderr"], f"http://127.0.0.1:{port}", series)
+                          "127.0.0.1", "--port", str(port), "--logtostderr"], f"http://127.0.0.1:{port}", "train_loss",
+                {log: f'log="{log}"' for log in logs})
 
     def opened() -> int:
         return len(json.loads(_body(w.base + "/debug/vars") or "{}").get("log_opens_total") or {})
@@ -103,7 +103,7 @@ def wait(condition, what: str, timeout: float = 60) -> None:
 
 
 def ratio(a: float, b: float) -> str:
-    return f"ratio {a / b:.2f}x" if b else "ratio -"
+    return f"{a / b:.2f}x" if b else "-"
 
 
 def watching(watchers: list[Watcher], logs: list[Path], seconds: float) -> None:
@@ -134,13 +134,15 @@ def watching(watchers: list[Watcher], logs: list[Path], seconds: float) -> None:
         time.sleep(1)
     wall = time.monotonic() - start
     cpu = [(cpu_seconds(w.ps) - c) / wall * 100 for w, c in zip(watchers, cpu0, strict=True)]
-    rss = [w.ps.memory_info().rss / 2**20 for w in watchers]
+    rss = [w.ps.memory_info().rss for w in watchers]
+    peak = [max(p, r) for p, r in zip(peak, rss, strict=True)]
+    rss = [r / 2**20 for r in rss]
     stop.set()
     writer.join()
     print(f"a) watching {len(logs)} logs x 1 line/s for {wall:.0f} s, /metrics scraped every 15 s:")
-    print(f"   CPU, % of one core:   trainwarden {cpu[0]:.2f}   mtail {cpu[1]:.2f}   {ratio(cpu[0], cpu[1])}")
+    print(f"   CPU, % of one core:   trainwarden {cpu[0]:.2f}   mtail {cpu[1]:.2f}   ratio {ratio(cpu[0], cpu[1])}")
     print(f"   resident MiB:         trainwarden {rss[0]:.1f} (peak {peak[0] / 2**20:.1f})   mtail {rss[1]:.1f} "
-          f"(peak {peak[1] / 2**20:.1f})   {ratio(rss[0], rss[1])} (goal: trainwarden at most {GOAL_RESIDENT_MIB})")
+          f"(peak {peak[1] / 2**20:.1f})   ratio {ratio(rss[0], rss[1])} (goal: trainwarden at most {GOAL_RESIDENT_MIB})")
 
 
 def latency(watchers: list[Watcher], logs: list[Path], appends: int) -> None:
@@ -169,7 +171,7 @@ def latency(watchers: list[Watcher], logs: list[Path], appends: int) -> None:
     print(f"b) latency, a line appended until its value is in /metrics, {appends} appends:")
     for what, fn in (("median", statistics.median), ("worst", max)):
         a, b = fn(tw) * 1000, fn(mt) * 1000
-        print(f"   {what + ' ms:':<22}trainwarden {a:.0f}   mtail {b:.0f}   {ratio(a, b)}")
+        print(f"   {what + ' ms:':<22}trainwarden {a:.0f}   mtail {b:.0f}   ratio {ratio(a, b)}")
 
 
 def cold_read(out: Path, size_mb: int, repeat: int) -> None:
@@ -189,8 +191,8 @@ def cold_read(out: Path, size_mb: int, repeat: int) -> None:
     spans = {name: f"{t[0]:.2f}-{t[-1]:.2f} s" for name, t in took.items()}
     print(f"c) cold read of a {log.stat().st_size / 1e6:.0f} MB log, median of {repeat} (range):")
     print(f"   trainwarden status --json {tw:.2f} s ({spans['trainwarden status --json']})   mtail --one_shot {mt:.2f} s "
-          f"({spans['mtail --one_shot']})   {ratio(tw, mt)}")
-    print(f"   reference: grep -c loss: {gr:.2f} s ({spans['grep -c']}); trainwarden / grep {ratio(tw, gr)[6:]}")
+          f"({spans['mtail --one_shot']})   ratio {ratio(tw, mt)}")
+    print(f"   reference: grep -c loss: {gr:.2f} s ({spans['grep -c']}); trainwarden / grep {ratio(tw, gr)}")
 
 
 def wall_time(cmd: list[str]) -> float:

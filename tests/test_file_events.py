@@ -133,3 +133,37 @@ def test_stop_ends_the_thread_and_closes_the_descriptor(tmp_path):
     except OSError:
         still = None
     assert still != "anon_inode:inotify"
+
+
+def test_without_a_thread_the_worker_waits_itself_and_stop_wakes_it(tmp_path):
+    log = tmp_path / "run" / "x.log"
+    log.parent.mkdir()
+    watcher = InotifyWatcher([tmp_path])
+    try:
+        assert watcher.wait(0.05) == []  # nothing within the timeout
+        log.write_text("line\n", encoding="utf-8")
+        assert str(log) in wait_for(lambda: watcher.wait(1.0))
+        woke = []
+        waiter = threading.Thread(target=lambda: woke.append(watcher.wait(None)))
+        waiter.start()
+        watcher.stop()
+        waiter.join(timeout=5)
+        assert woke == [[]] and watcher.stopped
+        assert watcher.wait(None) == []  # stopped: returns at once
+    finally:
+        watcher.join(timeout=1)
+
+
+def test_without_modifications_only_files_that_appear_or_go_are_reported(tmp_path):
+    log = tmp_path / "x.log"
+    log.write_text("first\n", encoding="utf-8")
+    watcher = InotifyWatcher([tmp_path], modifications=False)
+    try:
+        with log.open("a", encoding="utf-8") as f:
+            f.write("second\n")
+        marker = tmp_path / "marker"
+        marker.write_text("x", encoding="utf-8")
+        seen = wait_for(lambda: watcher.wait(1.0))
+        assert str(marker) in seen and str(log) not in seen  # the append came first, and was not reported
+    finally:
+        watcher.join(timeout=1)
