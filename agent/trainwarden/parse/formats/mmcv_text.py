@@ -8,15 +8,14 @@ from __future__ import annotations
 import re
 from collections.abc import Iterator
 
-from trainwarden.parse.formats.base import Found, LineParser, ParseContext, Role, ScanMarkers, WorkDirView
-from trainwarden.parse.formats.text import SESSION_LOG, first_dialect, header_timestamp
+from trainwarden.parse.formats.base import Found, Role, ScanMarkers, WorkDirView
+from trainwarden.parse.formats.text import SESSION_LOG, SessionLogFormat, first_dialect
 from trainwarden.parse.prefix import prefix_length
-from trainwarden.parse.stream import LogStream
 
 MARKERS = ScanMarkers(header_width=prefix_length, train=re.compile(r"(?:Epoch|Iter) \["))
 
 
-class MMCVText:
+class MMCVText(SessionLogFormat):
     name = "mmcv"
     kind = "log"
     role = Role.LOG
@@ -28,16 +27,7 @@ class MMCVText:
         return bool(SESSION_LOG.match(file_name)) and first_dialect(first_bytes) not in ("mmengine", "console")
 
     def find_files(self, work_dir: WorkDirView) -> Iterator[Found]:
-        for name in work_dir.names():
-            m = SESSION_LOG.match(name)
-            if m and work_dir.is_file(name) and self.matches(name, work_dir.first_bytes(name)):
-                yield Found(m[1], name)
-
-    def new_parser(self, context: ParseContext) -> LineParser:
-        return LogStream(context.default_year, offset=context.clock_offset)
-
-    def line_timestamp(self, line: str, default_year: int) -> float | None:
-        return header_timestamp(line, default_year)
+        yield from self.flat_logs(work_dir)
 
 
 FORMAT = MMCVText()

@@ -10,10 +10,9 @@ from __future__ import annotations
 import re
 from collections.abc import Iterator
 
-from trainwarden.parse.formats.base import Found, LineParser, ParseContext, Role, ScanMarkers, WorkDirView, session_folders
-from trainwarden.parse.formats.text import SESSION_LOG, first_dialect, header_timestamp
+from trainwarden.parse.formats.base import Found, Role, ScanMarkers, WorkDirView, session_folders
+from trainwarden.parse.formats.text import SESSION_LOG, SessionLogFormat, first_dialect
 from trainwarden.parse.prefix import prefix_length
-from trainwarden.parse.stream import LogStream
 
 MARKERS = ScanMarkers(
     header_width=prefix_length,
@@ -23,7 +22,7 @@ MARKERS = ScanMarkers(
 )
 
 
-class MMEngineText:
+class MMEngineText(SessionLogFormat):
     name = "mmengine"
     kind = "log"
     role = Role.LOG
@@ -38,16 +37,7 @@ class MMEngineText:
             path = f"{session}/{session}.log"
             if work_dir.is_file(path):
                 yield Found(session, path)
-        for name in work_dir.names():
-            m = SESSION_LOG.match(name)
-            if m and work_dir.is_file(name) and self.matches(name, work_dir.first_bytes(name)):
-                yield Found(m[1], name)
-
-    def new_parser(self, context: ParseContext) -> LineParser:
-        return LogStream(context.default_year, offset=context.clock_offset)
-
-    def line_timestamp(self, line: str, default_year: int) -> float | None:
-        return header_timestamp(line, default_year)
+        yield from self.flat_logs(work_dir)
 
 
 FORMAT = MMEngineText()
