@@ -304,3 +304,74 @@ def test_a_hot_gpu_pages_once_after_its_hold_not_once_per_run_on_it(tmp_path, si
     n.handle(cool, no_tail)  # cooled down before another minute: the next spike starts a new hold
     n.deliver_once()
     assert n.handle(report, no_tail) == 0
+
+
+# -- the apprise type of each page (issue 12, finding 6) ----------------------------------------------------------
+def types_by_title(sink) -> dict[str, str]:
+    return {m["title"]: m.get("type") for m in sink.received}
+
+
+def test_each_page_arrives_with_the_apprise_type_of_its_severity(tmp_path, sink):
+    """A channel colours or prioritises by apprise's notify type: red is `failure`, yellow `warning`, a note
+    `info`, and a resolved notice `success` (never the red of the alert it resolves)."""
+    clock = Clock()
+    n = notifier(tmp_path, [Target(sink.url())], clock, resolve_after_seconds=0)
+    n.handle(doc_with(cond(), cond("TrainingLossRising", "warning"), cond("TrainingEvaluationCompleted", "info")),
+             no_tail)
+    n.deliver_once()
+    assert types_by_title(sink) == {"[RED] TrainingLossExplosion - r1 on gpu-box": "failure",
+                                    "[YELLOW] TrainingLossRising - r1 on gpu-box": "warning",
+                                    "[INFO] TrainingEvaluationCompleted - r1 on gpu-box": "info"}
+    clock.t += 10  # the token bucket refills
+    n.handle(doc_with(), no_tail)
+    n.deliver_once()
+    types = types_by_title(sink)
+    assert types["[RESOLVED] TrainingLossExplosion - r1 on gpu-box"] == "success"
+    assert types["[RESOLVED] TrainingLossRising - r1 on gpu-box"] == "success"
+
+
+def test_a_combined_message_takes_its_worst_members_type_and_leads_with_it(tmp_path, sink):
+    clock = Clock()
+    n = notifier(tmp_path, [Target(sink.url())], clock, resolve_after_seconds=0)
+    infos = [cond("TrainingEvaluationCompleted", "info", run=f"r{k}", key=f"E|{k}") for k in range(8)]
+    n.handle(doc_with(*infos), no_tail)  # queued first: the red comes after them
+    n.handle(doc_with(*infos, cond(run="exp")), no_tail)
+    n.deliver_once()
+    assert len(sink.received) == 1
+    combined = sink.received[0]
+    assert combined["type"] == "failure"
+    assert combined["title"].startswith("[trainwarden] 9 notifications: [RED] TrainingLossExplosion - exp on gpu-box")
+    assert combined["message"].startswith("== [RED] TrainingLossExplosion - exp on gpu-box")
+
+
+def test_a_combined_message_of_notes_and_resolved_reds_is_not_red(tmp_path, sink):
+    """What could page wrongly: a resolved red inside a combined message must not make it `failure`, and a
+    combined message of resolved notices only is `success`."""
+    clock = Clock()
+    n = notifier(tmp_path, [Target(sink.url())], clock, resolve_after_seconds=0)
+    sink.down = True  # the reds and their resolved notices pile up while the target is down
+    reds = [cond(run=f"r{k}") for k in range(4)]
+    n.handle(doc_with(*reds), no_tail)
+    n.deliver_once()
+    clock.t += 1
+    n.handle(doc_with(), no_tail)
+    for m in n.outbox.pending():  # the reds themselves were delivered elsewhere: only the resolved remain
+        if m["kind"] == "firing":
+            n.outbox.delivered(m)
+    clock.t += 120
+    sink.down = False
+    n.deliver_once()
+    assert [m["type"] for m in sink.received] == ["success"]
+    assert sink.received[0]["title"].startswith("[trainwarden] 4 notifications: [RESOLVED] ")
+    sink.received.clear()
+    clock.t += 120
+    n.handle(doc_with(*(cond("TrainingEvaluationCompleted", "info", run=f"i{k}", key=f"E|{k}") for k in range(4))),
+             no_tail)
+    n.handle(doc_with(cond(run="late")), no_tail)
+    n.handle(doc_with(), no_tail)  # the red resolves before delivery: its firing goes, and its resolved
+    for m in n.outbox.pending():
+        if m["kind"] == "firing" and m["severity"] == "critical":
+            n.outbox.delivered(m)
+    n.deliver_once()
+    assert [m["type"] for m in sink.received] == ["info"]
+    assert sink.received[0]["title"].startswith("[trainwarden] 5 notifications: [INFO] ")

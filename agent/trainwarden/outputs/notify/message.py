@@ -6,6 +6,9 @@ from __future__ import annotations
 from trainwarden.model import Condition, RunReport, timefmt
 
 ICON = {"critical": "RED", "warning": "YELLOW", "info": "INFO"}
+# apprise's notify type, which chat targets colour and prioritise by (Slack, Discord, Telegram, ntfy, Matrix, ...)
+APPRISE_TYPE = {"critical": "failure", "warning": "warning", "info": "info"}
+TYPE_ORDER = ("failure", "warning", "info", "success")  # worst first: a combined message leads with its worst
 MAX_BODY = 12000  # chat targets truncate long messages; keep the end of the log tail
 
 
@@ -54,8 +57,25 @@ def render(kind: str, condition: Condition, run: dict | None, host: str, log_tai
     return title, body
 
 
+def notify_type(kind: str | None, severity: str) -> str:
+    """The apprise type of a message: a resolved notice is `success` whatever it resolves; else its severity's."""
+    return "success" if kind == "resolved" else APPRISE_TYPE.get(severity, "info")
+
+
+def urgency(message: dict) -> tuple[int, float]:
+    """Sort key, most urgent first: a firing red before yellow, notes, then resolved notices; older first."""
+    return TYPE_ORDER.index(notify_type(message.get("kind"), message.get("severity", "info"))), message.get("created", 0)
+
+
+def batch_type(messages: list[dict]) -> str:
+    """A combined message's apprise type: its worst member's."""
+    return min((notify_type(m.get("kind"), m.get("severity", "info")) for m in messages), key=TYPE_ORDER.index)
+
+
 def render_batch(messages: list[dict]) -> tuple[str, str]:
-    """Many messages for one target at once (a storm, or a target back after an outage): one combined message."""
+    """Many messages for one target at once (a storm, or a target back after an outage): one combined message,
+    led by its most urgent member (its title lists the first three)."""
+    messages = sorted(messages, key=urgency)
     titles = [m["title"] for m in messages]
     title = f"[trainwarden] {len(messages)} notifications: " + "; ".join(titles[:3]) + ("; …" if len(titles) > 3 else "")
     # every message keeps its heading and a fair share of its body: a cut at the end would drop whole messages

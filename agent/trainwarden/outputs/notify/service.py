@@ -14,13 +14,13 @@ from pathlib import Path
 
 from trainwarden.judge.rules.registry import is_host_rule
 from trainwarden.model import Severity, StatusReport, severity_rank
-from trainwarden.outputs.notify.message import render, render_batch, run_facts
+from trainwarden.outputs.notify.message import batch_type, notify_type, render, render_batch, run_facts, urgency
 from trainwarden.outputs.notify.outbox import BACKOFF_SECONDS, Outbox
 from trainwarden.outputs.notify.targets import SEVERITIES, Target, mask_text
 from trainwarden.outputs.notify.tracker import AlertTracker
 
 log = logging.getLogger("trainwarden.notify")
-Send = Callable[[Target, str, str, str], tuple[bool, str]]
+Send = Callable[[Target, str, str, str, str], tuple[bool, str]]  # (target, title, body, severity, apprise type)
 
 
 class _MaskSecrets(logging.Filter):
@@ -41,7 +41,7 @@ def apprise_sender() -> Send:
 
     cache: dict[str, apprise.Apprise] = {}
 
-    def send(target: Target, title: str, body: str, severity: str) -> tuple[bool, str]:
+    def send(target: Target, title: str, body: str, severity: str, kind: str = "info") -> tuple[bool, str]:
         a = cache.get(target.id)
         if a is None:
             a = apprise.Apprise()
@@ -54,7 +54,7 @@ def apprise_sender() -> Send:
                 return False, "apprise cannot use this URL"
             cache[target.id] = a
         tag = severity if target.url.startswith("config:") else None
-        result = a.notify(title=title, body=body, tag=tag) if tag else a.notify(title=title, body=body)
+        result = a.notify(title=title, body=body, notify_type=kind, **({"tag": tag} if tag else {}))
         return (True, "") if bool(result) else (False, "the target did not accept the message")  # bool(), never `is False`
 
     return send
@@ -211,20 +211,22 @@ class Notifier:
         budget = int(self._tokens(target.id, now))
         if budget == 0:
             return
-        messages = sorted(messages, key=lambda m: (severity_rank(m["severity"]), m.get("created", 0)))
+        messages = sorted(messages, key=urgency)
         if len(messages) > 3 or len(messages) > budget:  # a storm or a backlog: one combined message
             batch = messages[:50]
             title, body = render_batch(batch)
             severity = min((m["severity"] for m in batch), key=severity_rank)
-            self._send(target, batch, title, body, severity, now)
+            self._send(target, batch, title, body, severity, batch_type(batch), now)
             return
         for m in messages:
-            if not self._send(target, [m], m["title"], m["body"], m["severity"], now):
+            if not self._send(target, [m], m["title"], m["body"], m["severity"], notify_type(m.get("kind"), m["severity"]),
+                              now):
                 return  # the target is down: the rest waits for the back-off
 
-    def _send(self, target: Target, batch: list[dict], title: str, body: str, severity: str, now: float) -> bool:
+    def _send(self, target: Target, batch: list[dict], title: str, body: str, severity: str, kind: str,
+              now: float) -> bool:
         try:
-            ok, error = self.send(target, title, body, severity)
+            ok, error = self.send(target, title, body, severity, kind)
         except Exception as exc:  # a broken plugin is a failed delivery, not a dead thread
             ok, error = False, f"{type(exc).__name__}: {mask_text(str(exc), [target.url])}"
         self._take_token(target.id, now)
