@@ -5,6 +5,7 @@ survives restarts and a target that is down, and secrets that never show."""
 from __future__ import annotations
 
 import logging
+import sys
 import time
 from pathlib import Path
 
@@ -375,3 +376,68 @@ def test_a_combined_message_of_notes_and_resolved_reds_is_not_red(tmp_path, sink
     n.deliver_once()
     assert [m["type"] for m in sink.received] == ["info"]
     assert sink.received[0]["title"].startswith("[trainwarden] 5 notifications: [INFO] ")
+
+
+# -- an unusable URL is refused at start (issue 12, finding 7) ----------------------------------------------------
+PLACEHOLDER_URL = "tgram://BOT_TOKEN/CHAT_ID"  # the README's old example: apprise cannot parse it
+
+
+@pytest.mark.parametrize("command", ["watch", "run", "bridge", "notify-test"])
+def test_an_unusable_url_is_a_configuration_error_at_start(tmp_path, command):
+    """Exit 2 at once, the URL masked to its scheme (a bot token can sit where a host would), and nothing
+    started: no agent serving, no training launched."""
+    marker = tmp_path / "the-training-ran"
+    token = tmp_path / "token"
+    token.write_text("t" * 32, encoding="utf-8")
+    args = {"watch": ["watch", str(tmp_path), "--web.listen-address", "127.0.0.1:0"],
+            "run": ["run", "--work-dir", str(tmp_path / "w")],
+            "bridge": ["bridge", "--bridge.token-file", str(token), "--web.listen-address", "127.0.0.1:0"],
+            "notify-test": ["notify-test"]}[command]
+    training = ["--", sys.executable, "-c", f"open({str(marker)!r}, 'w')"] if command == "run" else []
+    result = run_cli(*args, "--notify", PLACEHOLDER_URL, *training, timeout=30)
+    assert result.returncode == 2, result.stderr
+    assert "--notify: apprise cannot use tgram://****" in result.stderr
+    assert "BOT_TOKEN" not in result.stdout + result.stderr and "CHAT_ID" not in result.stdout + result.stderr
+    assert not marker.exists()
+
+
+def test_an_unusable_url_in_the_config_file_is_reported_by_position(tmp_path):
+    from trainwarden.app.config import ConfigError, load_config
+
+    apprise_file = tmp_path / "apprise.yml"
+    apprise_file.write_text("urls:\n  - tgram://BOT_TOKEN/CHAT_ID\n", encoding="utf-8")
+    cfg_file = tmp_path / "c.yml"
+    cfg_file.write_text(f"notify:\n  targets:\n    - url: json://127.0.0.1:8080/hook\n    - url: '{PLACEHOLDER_URL}'\n"
+                        f"  apprise_config: {apprise_file}\n", encoding="utf-8")
+    with pytest.raises(ConfigError) as err:
+        load_config(cfg_file)
+    problems = err.value.problems
+    assert len(problems) == 2, problems
+    assert "notify.targets[1]: apprise cannot use tgram://****" in problems[0]
+    assert "notify.apprise_config: apprise finds no usable URL" in problems[1]
+    assert "BOT_TOKEN" not in str(problems)
+    result = run_cli("watch", str(tmp_path), "--config.file", str(cfg_file), "--web.listen-address", "127.0.0.1:0",
+                     timeout=30)
+    assert result.returncode == 2 and "config error" in result.stderr and "BOT_TOKEN" not in result.stderr
+
+
+def test_every_notification_url_in_the_readme_and_docs_parses():
+    """A user copies the examples: each apprise URL the README and docs/ show must be one apprise can use."""
+    import re
+
+    import apprise
+
+    schemes = set()
+    for plugin in apprise.Apprise().details()["schemas"]:
+        for key in ("protocols", "secure_protocols"):
+            value = plugin.get(key) or ()
+            schemes.update([value] if isinstance(value, str) else value)
+    repo = Path(__file__).parent.parent
+    unusable = []
+    for doc in [repo / "README.md", *sorted((repo / "docs").rglob("*.md"))]:
+        for number, line in enumerate(doc.read_text(encoding="utf-8").splitlines(), 1):
+            for match in re.finditer(r"\b([a-z][a-z0-9+]*)://[^\s'\"`)<>|]+", line):
+                url = match.group(0).rstrip(".,;:")
+                if match.group(1) in schemes and not apprise.Apprise.instantiate(url):
+                    unusable.append(f"{doc.relative_to(repo)}:{number}: {url}")
+    assert not unusable, unusable

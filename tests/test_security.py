@@ -137,7 +137,7 @@ def test_planted_secrets_appear_in_no_output(tmp_path, monkeypatch):
         f"    - url: json://admin:{SECRET}@127.0.0.1:{dead}/hook?token={SECRET}\n"
         "    - url_env: PHONE_URL\n"
         f"    - url_file: {url_file}\n", encoding="utf-8")
-    env = {"PHONE_URL": f"tgram://{SECRET}123:AAH{SECRET}/12345", "TRAINWARDEN_BRIDGE_TOKEN": TOKEN}
+    env = {"PHONE_URL": f"tgram://123456789:AAH{SECRET}/12345", "TRAINWARDEN_BRIDGE_TOKEN": TOKEN}
     for key, val in env.items():
         monkeypatch.setenv(key, val)  # every command below sees them, as a user's shell would
     outputs: list[str] = []
@@ -189,6 +189,10 @@ def test_planted_secrets_appear_in_no_output(tmp_path, monkeypatch):
                    encoding="utf-8")
     result = run_cli("status", "--config.file", str(bad), str(root))
     assert result.returncode == 2
+    outputs.append(result.stdout + result.stderr)
+    # a URL apprise cannot parse, refused at start: nothing says which part is the secret, so only its scheme shows
+    result = run_cli("notify-test", "--notify", f"tgram://{SECRET}/{SECRET}?token={SECRET}")
+    assert result.returncode == 2 and "tgram://****" in result.stderr
     outputs.append(result.stdout + result.stderr)
     everything = "\n".join(outputs)
     assert "TrainingLossExplosion" in everything and "failed" in everything  # the outputs were really produced

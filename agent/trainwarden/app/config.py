@@ -220,7 +220,7 @@ def _notify(data: dict, problems: list[str]) -> NotifyConfig:
         targets = []
     for i, entry in enumerate(targets):
         # imported here: the notification modules (and hashlib, and with it OpenSSL's libcrypto) only with a target
-        from trainwarden.outputs.notify.targets import SEVERITIES, Target, resolve_url
+        from trainwarden.outputs.notify.targets import SEVERITIES, Target, resolve_url, unusable
 
         where = f"notify.targets[{i}]"  # never the URL: it is a secret
         if not isinstance(entry, dict):
@@ -239,14 +239,18 @@ def _notify(data: dict, problems: list[str]) -> NotifyConfig:
         if not isinstance(resolved, bool):
             problems.append(f"{where}.resolved: expected true or false")
             continue
-        if url:
+        if url and (why := unusable(url)):
+            problems.append(f"{where}: {why}")  # masked: only the scheme of a URL apprise cannot parse
+        elif url:
             out.targets.append(Target(url, frozenset(severities), resolved))
     if data.get("apprise_config") is not None:
-        from trainwarden.outputs.notify.targets import SEVERITIES, Target
+        from trainwarden.outputs.notify.targets import SEVERITIES, Target, unusable
 
         path = Path(str(data["apprise_config"])).expanduser()
         if not path.is_file():
             problems.append(f"notify.apprise_config: no such file {path}")
+        elif why := unusable(f"config:{path}"):
+            problems.append(f"notify.apprise_config: {why} ({path})")
         else:
             out.targets.append(Target(f"config:{path}", frozenset(SEVERITIES), True))
     return out

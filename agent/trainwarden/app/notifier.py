@@ -13,10 +13,16 @@ log = logging.getLogger("trainwarden.notify")
 
 
 def notify_targets(cfg, urls: list[str] | None):
+    """The `--notify` URLs and the config's targets; a URL apprise cannot use is a usage error at start (exit 2,
+    the URL masked), never a target that logs errors and is retried for ever."""
     if not urls:
         return list(cfg.notify.targets)
-    from trainwarden.outputs.notify.targets import Target
+    from trainwarden.errors import UsageError
+    from trainwarden.outputs.notify.targets import Target, unusable
 
+    problems = [f"--notify: {why}" for u in urls if (why := unusable(u))]
+    if problems:
+        raise UsageError("; ".join(problems))
     return [*(Target(u) for u in urls), *cfg.notify.targets]
 
 

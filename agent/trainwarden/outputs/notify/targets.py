@@ -35,6 +35,25 @@ def mask_url(url: str) -> str:
     return f"{scheme}://****" if sep and scheme.isalnum() else "****"
 
 
+def unusable(url: str) -> str | None:
+    """Why apprise cannot use `url` (None when it can): a URL it cannot parse would only log errors and be
+    retried for ever, so it is refused at start. `config:FILE` is apprise's own config file: it must hold a URL."""
+    import apprise
+
+    if url.startswith("config:"):
+        conf, services = apprise.AppriseConfig(), apprise.Apprise()
+        if not conf.add(url[len("config:"):]) or not services.add(conf) or len(services) == 0:
+            return "apprise finds no usable URL in this config file"
+        return None
+    try:
+        if apprise.Apprise.instantiate(url):
+            return None
+    except Exception as exc:  # a plugin that raises on odd input is as unusable as one that returns None
+        log.debug("apprise cannot parse a notification URL (%s)", type(exc).__name__)
+    return (f"apprise cannot use {mask_url(url)}: not an apprise URL, or one with placeholders "
+            "(each service's form: https://github.com/caronc/apprise/wiki)")
+
+
 def mask_text(text: str, urls: list[str]) -> str:
     """Any of `urls`, or anything shaped like a credential, replaced by its mask (for error messages)."""
     for url in urls:
