@@ -441,3 +441,120 @@ def test_every_notification_url_in_the_readme_and_docs_parses():
                 if match.group(1) in schemes and not apprise.Apprise.instantiate(url):
                     unusable.append(f"{doc.relative_to(repo)}:{number}: {url}")
     assert not unusable, unusable
+
+
+# -- a corrected target gets the active red (issue 12, finding 8) -------------------------------------------------
+def test_a_red_pending_for_a_removed_target_goes_to_the_new_one_once(tmp_path, sink):
+    clock = Clock()
+    dead = Target("json://127.0.0.1:9/hook")  # nothing listens on port 9: the first URL was wrong
+    first = notifier(tmp_path, [dead], clock)
+    first.handle(doc_with(cond()), no_tail)
+    first.deliver_once()
+    assert first.failed["critical"] == 1 and first.queue_length() == 1
+    clock.t += 60  # restarted with the corrected URL, the red still active
+    fixed = notifier(tmp_path, [Target(sink.url())], clock)
+    assert fixed.handle(doc_with(cond()), no_tail) == 1  # still active: queued for the target never told of it
+    fixed.deliver_once()
+    assert sink.titles() == ["[RED] TrainingLossExplosion - r1 on gpu-box"]
+    assert sink.received[0]["type"] == "failure" and fixed.queue_length() == 0
+    clock.t += 60
+    again = notifier(tmp_path, [Target(sink.url())], clock)  # a third start: nothing more
+    again.handle(doc_with(cond()), no_tail)
+    again.deliver_once()
+    assert len(sink.received) == 1
+
+
+def test_an_active_red_goes_to_a_target_added_later_and_not_again_to_the_old_one(tmp_path):
+    phone, chat, mail = HttpSink(), HttpSink(), HttpSink()
+    try:
+        clock = Clock()
+        first = notifier(tmp_path, [Target(phone.url())], clock, resolve_after_seconds=0)
+        first.handle(doc_with(cond(), cond("TrainingLossRising", "warning"), cond("TrainingEvaluationCompleted", "info")),
+                     no_tail)
+        first.deliver_once()
+        assert len(phone.received) == 3
+        clock.t += 60
+        targets = [Target(phone.url()), Target(chat.url()), Target(mail.url(), frozenset({"warning"}))]
+        second = notifier(tmp_path, targets, clock, resolve_after_seconds=0)
+        second.handle(doc_with(cond(), cond("TrainingLossRising", "warning"), cond("TrainingEvaluationCompleted", "info")),
+                      no_tail)
+        second.deliver_once()
+        assert len(phone.received) == 3  # the old target is not paged twice
+        # the new target hears of the active red and yellow (a note is news once: it is not repeated)
+        assert sorted(chat.titles()) == ["[RED] TrainingLossExplosion - r1 on gpu-box",
+                                         "[YELLOW] TrainingLossRising - r1 on gpu-box"]
+        assert mail.titles() == ["[YELLOW] TrainingLossRising - r1 on gpu-box"]  # only what it takes
+        body = next(m["message"] for m in chat.received if "[RED]" in m["title"])
+        assert "Last 50 log lines:" in body  # the same message a first page carries
+        clock.t += 60
+        third = notifier(tmp_path, targets, clock, resolve_after_seconds=0)
+        third.handle(doc_with(cond(), cond("TrainingLossRising", "warning")), no_tail)
+        third.deliver_once()
+        assert (len(phone.received), len(chat.received), len(mail.received)) == (3, 2, 1)
+        clock.t += 60
+        third.handle(doc_with(), no_tail)  # both resolve: every target that was told hears it once
+        third.deliver_once()
+        resolved = [t for s in (phone, chat) for t in s.titles() if t.startswith("[RESOLVED]")]
+        assert sorted(resolved) == sorted(["[RESOLVED] TrainingLossExplosion - r1 on gpu-box",
+                                           "[RESOLVED] TrainingLossRising - r1 on gpu-box"] * 2)
+        assert mail.titles()[1:] == ["[RESOLVED] TrainingLossRising - r1 on gpu-box"]
+        for f in (tmp_path / "state").rglob("*"):
+            if f.is_file():
+                text = f.read_text(encoding="utf-8", errors="replace")
+                assert all(str(s.port) not in text for s in (phone, chat, mail)), f  # targets by a hash only
+    finally:
+        for s in (phone, chat, mail):
+            s.close()
+
+
+def _watch(root: Path, config: Path, url: str):
+    import os
+    import subprocess
+
+    return subprocess.Popen([sys.executable, "-m", "trainwarden", "watch", str(root), "--config.file", str(config),
+                             "--web.listen-address", "127.0.0.1:0", "--notify", url],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            env={**os.environ, "PYTHONIOENCODING": "utf-8"})
+
+
+def _stop_watch(proc) -> str:
+    import signal
+
+    proc.send_signal(signal.SIGTERM)
+    out, err = proc.communicate(timeout=30)
+    return out + err
+
+
+def _nan_run(root: Path) -> None:
+    session = root / "exp" / "20251111_180600"
+    session.mkdir(parents=True)
+    now = time.strftime("%Y/%m/%d %H:%M:%S")
+    lines = [f"{now}{P}Epoch(train)  [1][{it:>4}/1000]  lr: 4.0000e-05  eta: 0:10:00  time: 0.4567  data_time: 0.0123  "
+             f"memory: 5432  loss: {loss}  loss_cls: {loss}\n" for it, loss in ((50, "0.3000"), (100, "nan"))]
+    (session / "20251111_180600.log").write_text("".join(lines), encoding="utf-8")
+    (root / "exp" / "epoch_1.pth").write_bytes(b"x")
+
+
+def test_two_agent_starts_over_one_state_folder_send_the_red_to_the_corrected_target(tmp_path, sink):
+    """The user's night: `watch --notify WRONG_URL` queues a red it cannot deliver; restarted with the corrected
+    URL, the red (still active, pending in the outbox) reaches the new target, once."""
+    root = tmp_path / "work_dirs"
+    _nan_run(root)
+    config = tmp_path / "c.yml"
+    config.write_text(f"notify:\n  state_dir: {tmp_path / 'state'}\n", encoding="utf-8")
+    wrong = _watch(root, config, "json://127.0.0.1:9/hook")  # a URL that parses, to a port nothing listens on
+    try:
+        wait_for(lambda: any("TrainingLossNotFinite" in f.read_text(encoding="utf-8", errors="replace")
+                             for f in (tmp_path / "state").rglob("outbox/*.json")), timeout=60, interval=0.2)
+    finally:
+        _stop_watch(wrong)
+    fixed = _watch(root, config, sink.url())
+    try:
+        wait_for(lambda: any("TrainingLossNotFinite" in t for t in sink.titles()), timeout=60, interval=0.2)
+        wait_for(lambda: not list((tmp_path / "state").rglob("outbox/*.json")), timeout=30, interval=0.2)
+    finally:
+        output = _stop_watch(fixed)
+    pages = [m for m in sink.received if "TrainingLossNotFinite" in m["title"]]
+    assert len(pages) == 1 and pages[0]["type"] == "failure", sink.titles()
+    assert "dropping" not in output
+    assert max(sink.delivered_titles().values()) == 1  # nothing twice

@@ -97,7 +97,9 @@ class Outbox:
         with self._lock:
             if fid in self._delivered_set or fid in self._held or path.exists():
                 return False
-            self._save({**message, "id": fid, "target": target_id, "created": now, "attempts": 0, "next_attempt": now})
+            # message_id kept: a message whose target left the config can be put for the targets that replaced it
+            self._save({**message, "id": fid, "message_id": message_id, "target": target_id, "created": now,
+                        "attempts": 0, "next_attempt": now})
         return True
 
     def retry_writes(self) -> None:

@@ -13,11 +13,11 @@ from collections.abc import Callable
 from pathlib import Path
 
 from trainwarden.judge.rules.registry import is_host_rule
-from trainwarden.model import Severity, StatusReport, severity_rank
+from trainwarden.model import Condition, Severity, StatusReport, severity_rank
 from trainwarden.outputs.notify.message import batch_type, notify_type, render, render_batch, run_facts, urgency
 from trainwarden.outputs.notify.outbox import BACKOFF_SECONDS, Outbox
 from trainwarden.outputs.notify.targets import SEVERITIES, Target, mask_text
-from trainwarden.outputs.notify.tracker import AlertTracker
+from trainwarden.outputs.notify.tracker import AlertTracker, Event
 
 log = logging.getLogger("trainwarden.notify")
 Send = Callable[[Target, str, str, str, str], tuple[bool, str]]  # (target, title, body, severity, apprise type)
@@ -79,6 +79,7 @@ class Notifier:
         self._wake = threading.Event()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
+        self._told_checked: set[str] = set()  # alerts checked against the targets since this start
         apprise_log = logging.getLogger("apprise")
         apprise_log.addFilter(_MaskSecrets([t.url for t in targets]))
         if apprise_log.level == logging.NOTSET and not log.isEnabledFor(logging.DEBUG):
@@ -92,30 +93,79 @@ class Notifier:
         # a hot GPU is one page, the host's: its copies on the runs that use it only colour those runs
         conditions = [c for r in report.runs for c in r.conditions if not is_host_rule(c.alert)] + list(report.conditions)
         queued = 0
-        for event in self.tracker.update(conditions, now):
-            cond = event.condition
-            run = runs.get(cond.run or "")
-            lines = None
-            if event.kind == "firing" and cond.severity == Severity.CRITICAL and run is not None:
-                try:
-                    lines = tail(run.run, self.log_lines)
-                except OSError:
-                    lines = None
-            title, body = render(event.kind, cond, run_facts(run) if run else None, self.host, lines, event.at)
-            queued += self.queue(event.id, cond.severity.value, {"title": title, "body": body, "kind": event.kind,
-                                                                 "alert": cond.alert, "run": cond.run}, event.kind)
+        events = self.tracker.update(conditions, now)
+        for event in events:
+            queued += self._queue_event(event, runs, tail)
+        queued += self._tell_new_targets(conditions, {e.condition.key for e in events}, runs, tail)
         return queued
 
-    def queue(self, message_id: str, severity: str, message: dict, kind: str) -> int:
-        """Put one message in the outbox for every target that wants it; wake the delivery thread."""
+    def _queue_event(self, event: Event, runs: dict, tail: Callable[[str, int], list[str]],
+                     only: set[str] | None = None) -> int:
+        cond = event.condition
+        run = runs.get(cond.run or "")
+        lines = None
+        if event.kind == "firing" and cond.severity == Severity.CRITICAL and run is not None:
+            try:
+                lines = tail(run.run, self.log_lines)
+            except OSError:
+                lines = None
+        title, body = render(event.kind, cond, run_facts(run) if run else None, self.host, lines, event.at)
+        queued = self.queue(event.id, cond.severity.value, {"title": title, "body": body, "kind": event.kind,
+                                                            "alert": cond.alert, "run": cond.run}, event.kind, only)
+        if event.kind == "firing":
+            self.tracker.mark_told(cond.key, {t.id for t in self._takers(cond.severity.value, event.kind, only)})
+        return queued
+
+    def _tell_new_targets(self, conditions: list[Condition], fired: set[str], runs: dict,
+                          tail: Callable[[str, int], list[str]]) -> int:
+        """An alert still active from before this start (the tracker's state) goes to the targets that were never
+        told of it: the targets changed (a URL corrected, a phone added). Checked once per alert and start; a
+        note (info) is news once and is not repeated."""
+        queued = 0
+        for cond in conditions:
+            key = cond.key
+            if key in self._told_checked or key in fired or cond.severity == Severity.INFO:
+                continue
+            known = self.tracker.active.get(key)
+            if known is None or known.get("gone_since") is not None:
+                continue  # held back (a hold), or in its resolve hold-down: not now
+            self._told_checked.add(key)
+            told = self.tracker.told(key)
+            missing = {t.id for t in self._takers(cond.severity.value, "firing")} - (told or set())
+            if missing:  # an older state without `told`: the outbox's journal keeps a target from getting it twice
+                event = Event("firing", cond, self.clock(), known.get("first_seen"))
+                queued += self._queue_event(event, runs, tail, missing)
+        return queued
+
+    def _takers(self, severity: str, kind: str, only: set[str] | None = None) -> list[Target]:
+        return [t for t in self.targets.values() if t.wants(severity) and (kind != "resolved" or t.resolved)
+                and (only is None or t.id in only)]
+
+    def queue(self, message_id: str, severity: str, message: dict, kind: str, only: set[str] | None = None) -> int:
+        """Put one message in the outbox for every target that wants it (of `only`, when given); wake the
+        delivery thread."""
         now = self.clock()
         queued = 0
-        for target in self.targets.values():
-            if target.wants(severity) and (kind != "resolved" or target.resolved):
-                queued += self.outbox.put(message_id, target.id, {**message, "severity": severity}, now)
+        for target in self._takers(severity, kind, only):
+            queued += self.outbox.put(message_id, target.id, {**message, "severity": severity}, now)
         if queued:
             self._wake.set()
         return queued
+
+    def _readdress(self, message: dict) -> None:
+        """A message queued for a target that is no longer configured (a URL corrected, a target replaced) goes
+        to the current targets that take it, once each; only with none is it dropped."""
+        fields = {k: message[k] for k in ("title", "body", "kind", "alert", "run") if k in message}
+        takers = self._takers(message.get("severity", "info"), message.get("kind", "notice"))
+        message_id = message.get("message_id") or message["id"]  # an outbox file from before message_id: its id
+        moved = sum(self.outbox.put(message_id, t.id, {**fields, "severity": message.get("severity", "info")},
+                                    self.clock()) for t in takers)
+        self.outbox.drop(message)
+        if takers:
+            log.info("%s: its target is no longer configured; queued for %d current target(s)", message["title"], moved)
+        else:
+            log.warning("dropping %s: its target is no longer configured and no current target takes it",
+                        message["title"])
 
     def notice(self, key: str, severity: str, title: str, body: str, kind: str = "notice") -> int:
         """A message outside the condition tracker (`trainwarden run` restarting a run, an Alertmanager alert)."""
@@ -167,16 +217,18 @@ class Notifier:
         now = self.clock()
         self.outbox.retry_writes()
         pending = self.outbox.pending()
+        orphans = [m for m in pending if m.get("target") not in self.targets]
+        for m in orphans:  # the config no longer has their target: the current ones get what it had
+            self._readdress(m)
+        if orphans:
+            pending = self.outbox.pending()
         by_target: dict[str, list[dict]] = {}
         for m in pending:
             if m.get("next_attempt", 0) <= now:
                 by_target.setdefault(m["target"], []).append(m)
         for target_id, messages in by_target.items():
             target = self.targets.get(target_id)
-            if target is None:  # the config no longer has this target: nothing can deliver it
-                for m in messages:
-                    log.warning("dropping %s: its target is no longer configured", m["title"])
-                    self.outbox.drop(m)
+            if target is None:  # written meanwhile by an older process on this state: readdressed next time
                 continue
             if self._target_down.get(target_id, (0, 0.0))[1] > now:
                 continue  # a target that is down is tried on its own back-off, whatever new arrives meanwhile

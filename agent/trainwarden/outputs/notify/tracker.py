@@ -86,6 +86,18 @@ class AlertTracker:
             self.save()
         return events
 
+    def told(self, key: str) -> set[str] | None:
+        """The ids (hashes) of the targets an active alert was queued for; None when not recorded (an older state)."""
+        known = self.active.get(key)
+        told = known.get("told") if known else None
+        return set(told) if isinstance(told, list) else None
+
+    def mark_told(self, key: str, target_ids: set[str]) -> None:
+        known = self.active.get(key)
+        if known is not None and not target_ids <= set(known.get("told") or ()):
+            known["told"] = sorted(target_ids | set(known.get("told") or ()))
+            self.save()
+
     def save(self) -> None:
         if self.path is None:
             return
