@@ -5,6 +5,10 @@ mode's message format, severity routing, outbox and retries.
 - Idempotent: Alertmanager retries a webhook it thinks failed; an alert (fingerprint, status, start) is queued
   once per five minutes, so a retry is dropped while Alertmanager's own repeats (`repeat_interval`) still page.
 - Exports its own counters on /metrics.
+- A firing alert of a run carries what a standalone message carries (the run's progress, the newest checkpoint and
+  the resume command, and for red the log's last lines): the bridge asks the agent named in the alert's
+  `instance` label (`/api/runs`, `/api/runs/<run>/log`) with a short timeout; when the agent cannot be reached
+  the message goes out at once and says so.
 """
 
 from __future__ import annotations
@@ -16,6 +20,7 @@ import math
 import re
 import time
 from collections.abc import Iterator
+from dataclasses import dataclass, replace
 from datetime import datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
@@ -23,15 +28,18 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metri
 from prometheus_client.registry import Collector, CollectorRegistry
 
 from trainwarden import __version__
-from trainwarden.model import Condition, Severity
+from trainwarden.app.remote import RemoteError, fetch_status, fetch_tail, is_url
+from trainwarden.model import Condition, RunReport, Severity, StatusReport
 from trainwarden.outputs.exposition import choose as choose_encoder
 from trainwarden.outputs.metrics import notifier_families
-from trainwarden.outputs.notify.message import render
+from trainwarden.outputs.notify.message import render, run_facts
 from trainwarden.outputs.notify.service import Notifier
 
 log = logging.getLogger("trainwarden.app.bridge")
 REPEAT_WINDOW_SECONDS = 300
 MAX_BODY = 4 << 20
+AGENT_TIMEOUT_SECONDS = 2.0  # per request to the alert's agent: a page waits at most two of these
+_HOST_PORT = re.compile(r"(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9._-]+)(:\d{1,5})?")  # Prometheus' `instance`: host:port
 
 
 def _timestamp(text: object) -> float | None:
@@ -65,12 +73,69 @@ def alert_event(alert: dict, received: float) -> tuple[str, str, Condition] | No
         severity=Severity.of(labels.get("severity", "warning")),
         summary=annotations.get("summary") or name,
         description=annotations.get("description") or "",
-        runbook=annotations.get("runbook"),
+        runbook=annotations.get("runbook_url") or annotations.get("runbook"),  # a full link when the rule has one
         since=since,
         run=labels.get("run"),
         labels=labels,
     )
     return f"am|{fingerprint}|{status}|{alert.get('startsAt')}|{window}", status, condition
+
+
+def agent_base(instance: str | None) -> str | None:
+    """The agent's address from an alert's `instance` label (`gpu1:9841`, or a URL); None when it is not one."""
+    if not instance:
+        return None
+    if is_url(instance):
+        scheme, _, rest = instance.partition("://")
+        host = rest.split("/", 1)[0]
+        return f"{scheme}://{host}" if _HOST_PORT.fullmatch(host) else None
+    return f"http://{instance}" if _HOST_PORT.fullmatch(instance) else None
+
+
+@dataclass(frozen=True)
+class AgentContext:
+    """What the alert's agent says of its run: the run, the agent's own condition (its description holds the
+    newest checkpoint and the resume command), the log's last lines; or why it could not say."""
+    run: RunReport | None = None
+    condition: Condition | None = None
+    log_tail: list[str] | None = None
+    problem: str | None = None
+
+
+def ask_agent(base: str, condition: Condition, lines: int, reports: dict[str, StatusReport | str]) -> AgentContext:
+    """`reports` caches each agent's report (or why it could not be read) for one webhook."""
+    if base not in reports:
+        try:
+            reports[base] = fetch_status(base, AGENT_TIMEOUT_SECONDS)
+        except RemoteError as exc:
+            reports[base] = str(exc)
+    report = reports[base]
+    if isinstance(report, str):
+        return AgentContext(problem=f"the agent at {base} could not be reached ({report.removeprefix(base + '/api/runs: ')})")
+    run = next((r for r in report.runs if r.run == condition.run), None)
+    if run is None:
+        return AgentContext(problem=f"the agent at {base} watches no run named {condition.run}")
+    own = next((c for c in run.conditions if c.alert == condition.alert), None)
+    tail = None
+    if condition.severity == Severity.CRITICAL and lines > 0:
+        try:
+            tail = [str(x) for x in fetch_tail(base, run.run, lines, AGENT_TIMEOUT_SECONDS).get("lines") or []]
+        except (RemoteError, AttributeError):
+            tail = None
+    return AgentContext(run, own, tail)
+
+
+def bridged_description(condition: Condition, context: AgentContext) -> str:
+    """The annotation's description, or the agent's own (the standalone message's), with what is missing said."""
+    if context.problem:
+        return (f"{condition.description}\n\nNo log tail, newest checkpoint or resume command: {context.problem}."
+                if condition.description else f"No log tail, newest checkpoint or resume command: {context.problem}.")
+    if context.condition is not None and context.condition.description:
+        return context.condition.description
+    run = context.run
+    extra = [f"Newest checkpoint: {run.newest_checkpoint}" if run and run.newest_checkpoint else "",
+             run.advice if run and run.advice else ""]
+    return "\n".join(x for x in [condition.description, *extra] if x)
 
 
 class BridgeStats(Collector):
@@ -117,12 +182,19 @@ class Bridge:
         now = time.time()
         queued = 0
         alerts = payload.get("alerts")
+        reports: dict[str, StatusReport | str] = {}  # each agent asked once per webhook
         for alert in alerts if isinstance(alerts, list) else []:
             event = alert_event(alert, now) if isinstance(alert, dict) else None
             if event is None:
                 continue
             message_id, kind, condition = event
-            title, body = render(kind, condition, None, condition.labels.get("instance") or self.notifier.host,
+            context = AgentContext()
+            base = agent_base(condition.labels.get("instance"))
+            if kind == "firing" and condition.run and base:
+                context = ask_agent(base, condition, self.notifier.log_lines, reports)
+                condition = replace(condition, description=bridged_description(condition, context))
+            title, body = render(kind, condition, run_facts(context.run) if context.run else None,
+                                 condition.labels.get("instance") or self.notifier.host, context.log_tail,
                                  resolved_at=_timestamp(alert.get("endsAt")) if kind == "resolved" else None)
             new = self.notifier.notice(message_id, condition.severity.value, title, body, kind=kind)
             self.stats.alerts["queued" if new else "duplicate"] += 1

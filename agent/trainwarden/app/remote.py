@@ -19,11 +19,11 @@ def is_url(text: str) -> bool:
     return text.startswith(("http://", "https://"))
 
 
-def _get(url: str, params: dict | None = None) -> dict:
+def _get(url: str, params: dict | None = None, timeout: float = TIMEOUT_SECONDS) -> dict:
     import requests  # only for remote reads
 
     try:
-        response = requests.get(url, params=params, timeout=TIMEOUT_SECONDS)
+        response = requests.get(url, params=params, timeout=timeout)
     except requests.RequestException as exc:
         raise RemoteError(f"{url}: {type(exc).__name__}") from None
     if response.status_code == 404:
@@ -36,9 +36,9 @@ def _get(url: str, params: dict | None = None) -> dict:
         raise RemoteError(f"{url}: the answer is not JSON (is this a trainwarden agent?)") from None
 
 
-def fetch_status(base: str) -> StatusReport:
+def fetch_status(base: str, timeout: float = TIMEOUT_SECONDS) -> StatusReport:
     """Another agent's status document, read into the same types as a local one; each run and GPU says its source."""
-    doc = _get(base.rstrip("/") + "/api/runs")
+    doc = _get(base.rstrip("/") + "/api/runs", timeout=timeout)
     if not isinstance(doc, dict) or not isinstance(doc.get("runs"), list):
         raise RemoteError(f"{base}: the answer is not a trainwarden status document")
     try:
@@ -62,11 +62,11 @@ def gather(local: StatusReport | None, urls: list[str]) -> tuple[StatusReport, l
     return report, unreachable
 
 
-def fetch_tail(base: str, run: str | None, n: int) -> dict:
+def fetch_tail(base: str, run: str | None, n: int, timeout: float = TIMEOUT_SECONDS) -> dict:
     if run is None:
-        runs = fetch_status(base).runs
+        runs = fetch_status(base, timeout).runs
         if len(runs) != 1:
             names = ", ".join(r.run for r in runs) or "none"
             raise RemoteError(f"{base} watches {len(runs)} runs ({names}): name one with --run")
         run = runs[0].run
-    return _get(f"{base.rstrip('/')}/api/runs/{quote(run, safe='')}/log", {"lines": n})
+    return _get(f"{base.rstrip('/')}/api/runs/{quote(run, safe='')}/log", {"lines": n}, timeout)
