@@ -44,6 +44,10 @@ def test_loss_explosion_through_prometheus_alertmanager_and_the_bridge(stack):
     assert took < 15, took  # the figure (under 5 s at 1 s intervals) is printed by bench/stack_figures.py
     message = next(m for m in sink.received if "TrainingLossExplosion" in m["title"])
     assert "1.3500" in message["message"] and "docs/contracts/alerts.md#traininglossexplosion" in message["message"]
+    # what a standalone page carries, asked by the bridge of the agent in the alert's `instance` (issue 12, finding 13)
+    assert message["type"] == "failure"
+    assert "log lines:" in message["message"] and "Epoch(train)  [2][ 100/1000]" in message["message"]
+    assert "epoch_1.pth" in message["message"] and "could not be reached" not in message["message"]
     # conformance: Prometheus and the agent's evaluator raise the same (non-info) alerts
     wait_for(lambda: firing(stack["prom"]) - {"TrainingEvaluationCompleted"} == agent_alerts(stack["agent"]), timeout=10)
     # the loss comes back: Prometheus resolves, Alertmanager sends resolved at its group interval (1 min for red)
