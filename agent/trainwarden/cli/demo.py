@@ -37,9 +37,12 @@ def run_demo(args: argparse.Namespace) -> int:
     writer = DemoWriter(root, plan, pace=pace)
     notifier = None
     if args.notify:
+        from trainwarden.errors import UsageError
         from trainwarden.outputs.notify.service import Notifier
-        from trainwarden.outputs.notify.targets import Target
+        from trainwarden.outputs.notify.targets import Target, unusable
 
+        if problems := [f"--notify: {why}" for u in args.notify if (why := unusable(u))]:
+            raise UsageError("; ".join(problems))  # before the run is written: a URL apprise cannot use, masked
         notifier = Notifier([Target(u) for u in args.notify], root / ".trainwarden-state", log_lines=20,
                             resolve_after_seconds=3)
     agent = _start_agent(root, args.listen_address, console, notifier)
