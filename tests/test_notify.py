@@ -382,7 +382,7 @@ def test_a_combined_message_of_notes_and_resolved_reds_is_not_red(tmp_path, sink
 PLACEHOLDER_URL = "tgram://BOT_TOKEN/CHAT_ID"  # the README's old example: apprise cannot parse it
 
 
-@pytest.mark.parametrize("command", ["watch", "run", "bridge", "notify-test"])
+@pytest.mark.parametrize("command", ["watch", "run", "bridge", "notify-test", "demo"])
 def test_an_unusable_url_is_a_configuration_error_at_start(tmp_path, command):
     """Exit 2 at once, the URL masked to its scheme (a bot token can sit where a host would), and nothing
     started: no agent serving, no training launched."""
@@ -392,7 +392,9 @@ def test_an_unusable_url_is_a_configuration_error_at_start(tmp_path, command):
     args = {"watch": ["watch", str(tmp_path), "--web.listen-address", "127.0.0.1:0"],
             "run": ["run", "--work-dir", str(tmp_path / "w")],
             "bridge": ["bridge", "--bridge.token-file", str(token), "--web.listen-address", "127.0.0.1:0"],
-            "notify-test": ["notify-test"]}[command]
+            "notify-test": ["notify-test"],
+            "demo": ["demo", "--dir", str(tmp_path / "demo"), "--duration", "0", "--linger", "0",
+                     "--web.listen-address", "127.0.0.1:0"]}[command]
     training = ["--", sys.executable, "-c", f"open({str(marker)!r}, 'w')"] if command == "run" else []
     result = run_cli(*args, "--notify", PLACEHOLDER_URL, *training, timeout=30)
     assert result.returncode == 2, result.stderr
