@@ -170,9 +170,32 @@ def _real(path: Path | str) -> str:
     return os.path.realpath(path)
 
 
-def _capture_of(view: _DirView, name: str) -> bool:
-    """The file `name` of the folder is a capture of OpenMMLab lines (a slurm, nohup or tee file)."""
-    return is_capture_name(name) and capture_framework(view.first_bytes(name)) is not None
+MAX_SNIFFS_PER_DIR = 256  # files whose first bytes one look at a folder reads (a dataset's 10 000 label .txt: not all)
+_NOT_CAPTURES: set[tuple[str, int, int]] = set()  # (path, device, inode) of full-sized files known not to be captures
+_NOT_CAPTURES_MAX = 200_000
+
+
+def _capture_of(view: _DirView, entry: os.DirEntry, sniffed: list[int]) -> bool:
+    """The file is a capture of OpenMMLab lines (a slurm, nohup or tee file). A file of FIRST_BYTES or more that is
+    not one never becomes one (its first bytes are written), so it is read once, not at every look."""
+    if not is_capture_name(entry.name):
+        return False
+    try:
+        st = entry.stat()
+    except OSError:
+        return False
+    key = (entry.path, st.st_dev, st.st_ino)
+    if key in _NOT_CAPTURES or sniffed[0] >= MAX_SNIFFS_PER_DIR:
+        return False
+    sniffed[0] += 1
+    first = view.first_bytes(entry.name)
+    if capture_framework(first) is not None:
+        return True
+    if len(first) >= FIRST_BYTES:
+        if len(_NOT_CAPTURES) >= _NOT_CAPTURES_MAX:
+            _NOT_CAPTURES.clear()
+        _NOT_CAPTURES.add(key)
+    return False
 
 
 def _file_runs(path: Path, formats: tuple[Format, ...]) -> list[Path]:
@@ -218,13 +241,14 @@ def find_work_dirs(root: Path, max_depth: int = MAX_DEPTH, formats: tuple[Format
         if _holds_sessions(view, formats):
             found.append(d)
             continue
+        sniffed = [0]
         for name, entry in view.entries.items():
             if name.startswith(".") or name == "__pycache__" or excluded(Path(entry.path), exclude):
                 continue
             if _is_dir(entry):
                 if depth < max_depth:
                     (links if entry.is_symlink() else folders).append((Path(entry.path), depth + 1))
-            elif _is_file(entry) and _capture_of(view, name):
+            elif _is_file(entry) and _capture_of(view, entry, sniffed):
                 real_file = _real(entry.path)
                 if real_file not in walked:
                     walked.add(real_file)

@@ -8,8 +8,8 @@ from __future__ import annotations
 import re
 from collections.abc import Iterator
 
-from trainwarden.parse.formats.base import Found, LineParser, ParseContext, Role, WorkDirView
-from trainwarden.parse.formats.text import header_timestamp
+from trainwarden.parse.formats.base import SESSION_ID, Found, LineParser, ParseContext, Role, WorkDirView
+from trainwarden.parse.formats.text import SESSION_LOG, header_timestamp
 from trainwarden.parse.formats.training_capture import capture_framework, is_capture_name
 from trainwarden.parse.stream import LogStream
 
@@ -27,12 +27,16 @@ class ConsoleCapture:
         return bool(_NAME.search(file_name))
 
     def find_files(self, work_dir: WorkDirView) -> Iterator[Found]:
-        for name in work_dir.names():
+        names = work_dir.names()
+        # Other captures are told by their content, and only in a folder with session logs of its own: elsewhere a
+        # capture is a run by itself (discover.py), and a folder of data is not read file by file.
+        sessions = any(SESSION_ID.match(name) or SESSION_LOG.match(name) for name in names)
+        for name in names:
             if _NAME.search(name) and work_dir.is_file(name):
                 yield Found(None, name)
-            elif (is_capture_name(name) and work_dir.is_file(name)
+            elif (sessions and is_capture_name(name) and work_dir.is_file(name)
                   and capture_framework(work_dir.first_bytes(name)) is not None):
-                yield Found(None, name)  # a nohup, tee or slurm capture of OpenMMLab lines, told by its content
+                yield Found(None, name)  # a nohup, tee or slurm capture of OpenMMLab lines
 
     def new_parser(self, context: ParseContext) -> LineParser:
         return LogStream(context.default_year, errors_only=True, offset=context.clock_offset,
