@@ -154,3 +154,34 @@ def test_describe_of_a_capture_is_stable(tmp_path):
     layout = describe(out)
     assert layout.work_dir == out and [s.log for s in layout.sessions] == [out]
     assert describe(layout.work_dir).sessions[0].log == out  # the reader's next look finds the same file
+
+
+def test_a_growing_capture_is_followed(tmp_path):
+    body = console_lines(RTMDET_LOG)
+    cut = body.index(b"Epoch(train) [101]")
+    cut = body.rindex(b"\n", 0, cut) + 1
+    out = capture(tmp_path / "slurm-11.out", body[:cut], last=b"")
+    fleet = Fleet([out])
+    assert read(fleet)["slurm-11.out"].latest.point.epoch == 100
+    with out.open("ab") as f:
+        f.write(body[cut:])
+    fleet.poll()
+    assert {s.run: s for s in fleet.snapshots()}["slurm-11.out"].latest.point.epoch == 200
+
+
+def test_discovery_exclude_in_the_config_file(tmp_path):
+    from trainwarden.app.config import ConfigError, load_config
+    from trainwarden.app.local import local_status
+
+    for name in ("current", "archive/old_run"):
+        session = tmp_path / "runs" / name / "20230611_194513"
+        session.mkdir(parents=True)
+        (session / "20230611_194513.log").write_bytes(RTMDET_LOG.read_bytes())
+    config = tmp_path / "trainwarden.yml"
+    config.write_text("discovery:\n  exclude: [archive]\n", encoding="utf-8")
+    cfg = load_config(config)
+    assert cfg.exclude == ("archive",)
+    assert [r.run for r in local_status([tmp_path / "runs"], cfg).runs] == ["current"]
+    config.write_text("discovery:\n  exclude: {archive: 1}\n", encoding="utf-8")
+    with pytest.raises(ConfigError, match="discovery.exclude"):
+        load_config(config)
