@@ -185,3 +185,15 @@ def test_discovery_exclude_in_the_config_file(tmp_path):
     config.write_text("discovery:\n  exclude: {archive: 1}\n", encoding="utf-8")
     with pytest.raises(ConfigError, match="discovery.exclude"):
         load_config(config)
+
+
+def test_a_coloured_console_capture_is_a_run(tmp_path):
+    # MMEngine's console handler colours the time and the level when stdout is a terminal (`script`, `unbuffer`)
+    coloured = re.sub(rb"(?m)^(\d\d/\d\d \d\d:\d\d:\d\d) - mmengine - (INFO|WARNING) - ",
+                      lambda m: b"\x1b[32m%s\x1b[0m - mmengine - \x1b[4m\x1b[37m%s\x1b[0m - " % (m[1], m[2]),
+                      console_lines(RTMDET_LOG))
+    assert coloured.count(b"\x1b[32m") > 600
+    out = capture(tmp_path / "train.log", coloured)
+    run = read(Fleet([tmp_path]))["train.log"]
+    assert run.latest.point.epoch == 200 and len(run.evaluations) == 20
+    assert out.exists()
