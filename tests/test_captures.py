@@ -183,7 +183,7 @@ def test_discovery_exclude_in_the_config_file(tmp_path):
     assert cfg.exclude == ("archive",)
     assert [r.run for r in local_status([tmp_path / "runs"], cfg).runs] == ["current"]
     config.write_text("discovery:\n  exclude: {archive: 1}\n", encoding="utf-8")
-    with pytest.raises(ConfigError, match="discovery.exclude"):
+    with pytest.raises(ConfigError, match=r"discovery\.exclude"):
         load_config(config)
 
 
@@ -197,3 +197,37 @@ def test_a_coloured_console_capture_is_a_run(tmp_path):
     run = read(Fleet([tmp_path]))["train.log"]
     assert run.latest.point.epoch == 200 and len(run.evaluations) == 20
     assert out.exists()
+
+
+@pytest.mark.parametrize("log", [RTMDET_LOG, REAL / "mmengine_iter_mmseg_v0.7.3" / "20230616_181232.log", MMCV_LOG,
+                                 REAL / "mmdet2x_maskrcnn_coco_balloon" / "20230208_113819.log"])
+def test_a_capture_reads_as_its_work_dir_log_does(tmp_path, log):
+    """Progress, evaluations (multi-line tables included), checkpoints saved and the best: a capture of the real log
+    gives what the work dir's own log gives."""
+    session = tmp_path / "wd" / log.name
+    session.parent.mkdir()
+    session.write_bytes(log.read_bytes())
+    body = console_lines(log) if b" - mmengine - " in log.read_bytes()[:4096] else log.read_bytes()
+    out = capture(tmp_path / "jobs" / "slurm-1.out", body, last=b"")
+    from_log = read(Fleet([tmp_path / "wd"]))["wd"]
+    os.utime(out, (from_log.last_timestamp + 60, from_log.last_timestamp + 60))  # written when the log was: 2023
+    from_capture = read(Fleet([tmp_path / "jobs"]))["slurm-1.out"]
+    assert from_capture.latest == from_log.latest
+    assert [(e.epoch, e.iteration, dict(e.metrics), e.timestamp) for e in from_capture.evaluations] == [
+        (e.epoch, e.iteration, dict(e.metrics), e.timestamp) for e in from_log.evaluations]
+    assert len(from_log.evaluations) > 0
+    assert from_capture.last_saved == from_log.last_saved
+    assert from_capture.best_line == from_log.best_line
+    assert from_capture.early_stop_log == from_log.early_stop_log
+
+
+def test_a_capture_read_alone_joins_its_work_dir_when_that_appears(tmp_path):
+    capture(tmp_path / "slurm-3343962.out", console_lines(RTMDET_LOG))
+    fleet = Fleet([tmp_path])
+    assert list(read(fleet)) == ["slurm-3343962.out"]
+    wd = tmp_path / "mmdet" / "logs_drink"
+    (wd / "20230611_194513").mkdir(parents=True)
+    (wd / "20230611_194513" / "20230611_194513.log").write_bytes(RTMDET_LOG.read_bytes())
+    runs = read(fleet)
+    assert list(runs) == ["logs_drink"]  # one run, not the capture and its work dir side by side
+    assert "cuda_oom" in [e.kind for e in runs["logs_drink"].recent_errors]
