@@ -231,3 +231,22 @@ def test_a_capture_read_alone_joins_its_work_dir_when_that_appears(tmp_path):
     runs = read(fleet)
     assert list(runs) == ["logs_drink"]  # one run, not the capture and its work dir side by side
     assert "cuda_oom" in [e.kind for e in runs["logs_drink"].recent_errors]
+
+
+def test_a_capture_of_a_training_that_failed_early_joins_the_session_it_started(tmp_path):
+    """Out of memory while building the model: the capture names no work dir (the hooks never ran), its first line
+    comes seconds after the session it started; a capture of another time stays a run of its own."""
+    head = console_lines(RTMDET_LOG).split(b"Checkpoints will be saved", 1)[0]
+    head = head[: head.rindex(b"\n", 0, len(head) - 1) + 1]
+    wd = tmp_path / "work_dirs" / "rtmdet"
+    session = wd / "20230611_194513"
+    session.mkdir(parents=True)
+    (session / "20230611_194513.log").write_bytes(RTMDET_LOG.read_bytes()[:20000])
+    written = time.mktime((2023, 6, 11, 19, 46, 0, 0, 0, -1))
+    out = capture(tmp_path / "slurm-3343962.out", head)  # first line 06/11 19:45:14, the session 19:45:13
+    other = capture(tmp_path / "slurm-100.out", head.replace(b"06/11 19:4", b"06/11 21:4"))
+    for path in (out, other):
+        os.utime(path, (written + 7200, written + 7200))
+    runs = read(Fleet([tmp_path]))
+    assert sorted(runs) == ["rtmdet", "slurm-100.out"]
+    assert "cuda_oom" in [e.kind for e in runs["rtmdet"].recent_errors]

@@ -6,7 +6,8 @@ import os
 import threading
 from pathlib import Path
 
-from trainwarden.ingest.files.discover import capture_work_dir, describe, find_work_dirs, owner_of_capture, run_names
+from trainwarden.ingest.files.captures import capture_start, capture_work_dir, owner_of_capture
+from trainwarden.ingest.files.discover import describe, find_work_dirs, run_names
 from trainwarden.ingest.reader import RunReader
 from trainwarden.model import RunSnapshot
 from trainwarden.parse.formats import FORMATS
@@ -20,7 +21,7 @@ class Fleet:
         self.cold_scan = cold_scan
         self.formats = formats
         self.exclude = tuple(exclude)  # `discovery.exclude` globs: folders and files left out entirely
-        self._named: dict[Path, tuple[int, Path | None]] = {}  # capture -> (size read, the work dir it names)
+        self._named: dict[Path, tuple] = {}  # capture -> (size read, the work dir it names, its first line's time)
         self._placed: dict[Path, Path] = {}  # capture -> the work dir whose run it adds its errors to
         self.readers: dict[Path, RunReader] = {}
         # the same readers by their work dir as text: `reader_for` walks up a path as text, not as Path objects
@@ -75,7 +76,7 @@ class Fleet:
             if path in work_dirs:
                 runs.append(path)
                 continue
-            owner = self._placed.get(path) or owner_of_capture(path, self._named_by(path), work_dirs)
+            owner = self._placed.get(path) or self._owner(path, work_dirs)
             if owner is None:
                 runs.append(path)
                 continue
@@ -90,17 +91,18 @@ class Fleet:
                         del self._by_folder[os.fspath(path)]
         return runs
 
-    def _named_by(self, capture: Path) -> Path | None:
-        """The work dir a capture names, read again only while it does not and has grown."""
+    def _owner(self, capture: Path, work_dirs: list[Path]) -> Path | None:
+        """The work dir of the run a capture is the stdout of (discover.owner_of_capture), if it is watched. What the
+        capture says is read again only while it names no work dir and has grown."""
         try:
             size = capture.stat().st_size
         except OSError:
             return None
         seen = self._named.get(capture)
         if seen is None or (seen[1] is None and seen[0] != size):
-            seen = (size, capture_work_dir(capture))
+            seen = (size, capture_work_dir(capture), capture_start(capture))
             self._named[capture] = seen
-        return seen[1]
+        return owner_of_capture(capture, seen[1], work_dirs, seen[2], self.formats)
 
     def _add(self, wd: Path, reader: RunReader) -> None:
         with self._lock:

@@ -256,40 +256,6 @@ def find_work_dirs(root: Path, max_depth: int = MAX_DEPTH, formats: tuple[Format
     return sorted(found)
 
 
-_SAVED_TO = re.compile(rb"Checkpoints will be saved to (.+?)(?: by \w+)?\.?\r?\n")
-CAPTURE_HEAD_BYTES = 1 << 20  # where a capture names its work dir: after the config dump and the hooks
-
-
-def capture_work_dir(capture: Path) -> Path | None:
-    """The work dir a capture names (MMEngine's and mmcv's `Checkpoints will be saved to DIR`), or None."""
-    try:
-        with capture.open("rb") as f:
-            head = f.read(CAPTURE_HEAD_BYTES)
-    except OSError:
-        return None
-    m = _SAVED_TO.search(head)
-    if m is None:
-        return None
-    return Path(m[1].decode("utf-8", errors="replace").strip())
-
-
-def owner_of_capture(capture: Path, named: Path | None, work_dirs: list[Path]) -> Path | None:
-    """The work dir among `work_dirs` of the run a capture is the stdout of: the one it names, or (a capture read
-    on another machine than the trainer's, its paths differ) the one of the same name and parent's name under the
-    capture's own folder (a capture sits beside or above its work dir)."""
-    if named is None:
-        return None
-    real = _real(named)
-    for wd in work_dirs:
-        if _real(wd) == real:
-            return wd
-    tail = named.parts[-2:]
-    home = _real(capture.parent)
-    candidates = [wd for wd in work_dirs if Path(_real(wd)).parts[-len(tail):] == tail
-                  and (_real(wd) + os.sep).startswith(home + os.sep)]
-    return candidates[0] if len(candidates) == 1 else None
-
-
 def _describe_capture(capture: Path, name: str | None, formats: tuple[Format, ...]) -> RunLayout:
     """A capture that is a run by itself: one session, its file read whole (progress, evaluations and errors)."""
     fmt = next((f for f in formats if f.name == CAPTURE.name), CAPTURE)
