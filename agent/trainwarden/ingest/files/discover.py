@@ -171,7 +171,7 @@ def _real(path: Path | str) -> str:
 
 
 MAX_SNIFFS_PER_DIR = 256  # files whose first bytes one look at a folder reads (a dataset's 10 000 label .txt: not all)
-_NOT_CAPTURES: set[tuple[str, int, int]] = set()  # (path, device, inode) of full-sized files known not to be captures
+_NOT_CAPTURES: set[tuple[str, int, int]] = set()  # (path, device, inode) of full-sized files that are not captures
 _NOT_CAPTURES_MAX = 200_000
 
 
@@ -184,7 +184,8 @@ def _capture_of(view: _DirView, entry: os.DirEntry, sniffed: list[int]) -> bool:
         st = entry.stat()
     except OSError:
         return False
-    key = (entry.path, st.st_dev, st.st_ino)
+    # the file's identity: its inode; on Windows, where a listing gives none, its creation time
+    key = (entry.path, st.st_dev, st.st_ino) if st.st_ino else (entry.path, 0, st.st_ctime_ns)
     if key in _NOT_CAPTURES or sniffed[0] >= MAX_SNIFFS_PER_DIR:
         return False
     sniffed[0] += 1
