@@ -21,7 +21,8 @@ class Fleet:
         self.cold_scan = cold_scan
         self.formats = formats
         self.exclude = tuple(exclude)  # `discovery.exclude` globs: folders and files left out entirely
-        self._named: dict[Path, tuple] = {}  # capture -> (size read, the work dir it names, its first line's time)
+        # capture -> (size read, the work dir it names, its first line's time, the work dirs it fitted none of)
+        self._named: dict[Path, tuple] = {}
         self._placed: dict[Path, Path] = {}  # capture -> the work dir whose run it adds its errors to
         self.readers: dict[Path, RunReader] = {}
         # the same readers by their work dir as text: `reader_for` walks up a path as text, not as Path objects
@@ -100,9 +101,14 @@ class Fleet:
             return None
         seen = self._named.get(capture)
         if seen is None or (seen[1] is None and seen[0] != size):
-            seen = (size, capture_work_dir(capture), capture_start(capture))
-            self._named[capture] = seen
-        return owner_of_capture(capture, seen[1], work_dirs, seen[2], self.formats)
+            seen = (size, capture_work_dir(capture), capture_start(capture), None)
+        size, named, start, looked_among = seen
+        key = tuple(work_dirs)
+        if looked_among == key:
+            return None  # nothing changed since it fitted none (a session exists before its trainer logs a line)
+        owner = owner_of_capture(capture, named, work_dirs, start, self.formats)
+        self._named[capture] = (size, named, start, key if owner is None else None)
+        return owner
 
     def _add(self, wd: Path, reader: RunReader) -> None:
         with self._lock:
