@@ -250,3 +250,15 @@ def test_a_capture_of_a_training_that_failed_early_joins_the_session_it_started(
     runs = read(Fleet([tmp_path]))
     assert sorted(runs) == ["rtmdet", "slurm-100.out"]
     assert "cuda_oom" in [e.kind for e in runs["rtmdet"].recent_errors]
+
+
+def test_a_capture_shows_nan_losses_and_an_early_stop(tmp_path):
+    # MMEngine's own line shapes (a train line with nan, EarlyStoppingHook's message) after the real log's lines
+    tail = (b"06/11 23:59:01 - mmengine - INFO - Epoch(train) [201][4/4]  lr: 1.0003e-04  eta: 0:00:00  time: 13.0387"
+            b"  data_time: 12.7226  memory: 7957  loss: nan  loss_cls: nan  loss_bbox: 0.0000\n"
+            b"06/11 23:59:30 - mmengine - INFO - the monitored metric did not improve in the last 10 records. "
+            b"best score: 0.009. \n")
+    out = capture(tmp_path / "slurm-12.out", console_lines(RTMDET_LOG), last=tail)
+    run = read(Fleet([out]))["slurm-12.out"]
+    assert run.latest.point.epoch == 201 and "loss" in run.latest.point.nonfinite
+    assert run.early_stop_log is not None and run.early_stop_log.triggered
