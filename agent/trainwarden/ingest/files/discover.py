@@ -171,21 +171,20 @@ def _real(path: Path | str) -> str:
 
 
 MAX_SNIFFS_PER_DIR = 256  # files whose first bytes one look at a folder reads (a dataset's 10 000 label .txt: not all)
-_NOT_CAPTURES: set[tuple[str, int, int]] = set()  # (path, device, inode) of full-sized files that are not captures
+_NOT_CAPTURES: set[tuple[str, int]] = set()  # (path, inode) of full-sized files that are not captures
 _NOT_CAPTURES_MAX = 200_000
 
 
 def _capture_of(view: _DirView, entry: os.DirEntry, sniffed: list[int]) -> bool:
     """The file is a capture of OpenMMLab lines (a slurm, nohup or tee file). A file of FIRST_BYTES or more that is
-    not one never becomes one (its first bytes are written), so it is read once, not at every look."""
+    not one never becomes one (its first bytes are written), so it is read once, not at every look: known by its
+    inode, which a folder's listing gives without a call per file (on Linux)."""
     if not is_capture_name(entry.name):
         return False
     try:
-        st = entry.stat()
+        key = (entry.path, entry.inode())
     except OSError:
         return False
-    # the file's identity: its inode; on Windows, where a listing gives none, its creation time
-    key = (entry.path, st.st_dev, st.st_ino) if st.st_ino else (entry.path, 0, st.st_ctime_ns)
     if key in _NOT_CAPTURES or sniffed[0] >= MAX_SNIFFS_PER_DIR:
         return False
     sniffed[0] += 1
@@ -244,7 +243,7 @@ def find_work_dirs(root: Path, max_depth: int = MAX_DEPTH, formats: tuple[Format
             continue
         sniffed = [0]
         for name, entry in view.entries.items():
-            if name.startswith(".") or name == "__pycache__" or excluded(Path(entry.path), exclude):
+            if name.startswith(".") or name == "__pycache__" or (exclude and excluded(Path(entry.path), exclude)):
                 continue
             if _is_dir(entry):
                 if depth < max_depth:

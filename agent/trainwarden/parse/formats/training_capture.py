@@ -25,9 +25,17 @@ CAPTURE_NAME = re.compile(r"\.(?:out|log|txt|stdout|stderr)$|^nohup", re.IGNOREC
 _OPENMMLAB_LOGGER = re.compile(r"^mm[a-z0-9_]*$")
 
 
+# An OpenMMLab logger's name and a level, wherever in a line (colour codes may surround the level): found in one
+# search of the first bytes, then the line is checked whole. Files of other data are refused without a line split.
+_LOGGER_AT = re.compile(rb" - (mm[a-z0-9_]*) - (?:\x1b\[[0-9;]*m)*(?:DEBUG|INFO|WARNING|ERROR|CRITICAL)\b")
+
+
 def capture_framework(first_bytes: bytes) -> str | None:
     """"mmengine" or "mmcv" when a line of `first_bytes` is logged by an OpenMMLab logger; None otherwise."""
-    for line in first_bytes.decode("utf-8", errors="replace").split("\n"):
+    for m in _LOGGER_AT.finditer(first_bytes):
+        start = first_bytes.rfind(b"\n", 0, m.start()) + 1
+        end = first_bytes.find(b"\n", m.end())
+        line = first_bytes[start : end if end != -1 else len(first_bytes)].decode("utf-8", errors="replace")
         header = split_header(clean_line(line), 2000)
         if header is not None and _OPENMMLAB_LOGGER.match(header.logger):
             return "mmengine" if header.logger == "mmengine" else "mmcv"
