@@ -144,3 +144,32 @@ def test_the_config_and_notifier_load_no_notification_module_without_a_target(tm
             "print(sorted(m for m in sys.modules if m == 'hashlib' or m.startswith('trainwarden.outputs.notify')))\n")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=60)
     assert out.stdout.strip() == "[]"
+
+
+def test_captures_are_told_by_content_without_rereading_a_folder_of_data(tmp_path, monkeypatch):
+    """A watched tree holding a dataset's label files: each is read at most once, and one look reads a bounded
+    number; a capture among them is still found (issue 12, finding 10)."""
+    from trainwarden.ingest.files import discover
+
+    labels = tmp_path / "data" / "labels"
+    labels.mkdir(parents=True)
+    row = b"0 0.5 0.5 0.1 0.1\n" * 600  # over FIRST_BYTES: its first bytes are final
+    for i in range(600):
+        (labels / f"{i:05d}.txt").write_bytes(row)
+    job = tmp_path / "slurm-7.out"
+    job.write_bytes(b"srun: job 7\n06/11 19:45:14 - mmengine - INFO - Epoch(train)  [1][ 50/100]  loss: 0.5\n")
+    reads = []
+    real_first_bytes = discover._DirView.first_bytes
+
+    def counting(view, path):
+        reads.append(str(view.path / path))
+        return real_first_bytes(view, path)
+
+    monkeypatch.setattr(discover._DirView, "first_bytes", counting)
+    looks = []
+    for _ in range(4):
+        reads.clear()
+        assert discover.find_work_dirs(tmp_path) == [job]
+        looks.append(len(reads))
+    assert all(n <= discover.MAX_SNIFFS_PER_DIR + 1 for n in looks)  # the capture itself is small: read each look
+    assert looks[-1] == 1  # every label file read once, over the first looks, then never again

@@ -182,3 +182,21 @@ def test_the_first_format_to_claim_a_file_keeps_it(tmp_path):
     first = describe(wd, formats=(EveryLog(), *FORMATS))
     assert {s.files[Role.LOG].format.name for s in first.sessions} == {"every_log"}
     assert first.framework == "other"
+
+
+def test_a_capture_is_recognised_by_its_content():
+    from trainwarden.parse.formats import recognise
+    from trainwarden.parse.formats.training_capture import FORMAT as CAPTURE
+
+    mmengine = b"srun: job 1 queued\n12/29 18:56:45 - mmengine - INFO - \n----\nSystem environment:\n"
+    coloured = b"\x1b[32m12/29 18:56:45\x1b[0m - mmengine - \x1b[4m\x1b[37mINFO\x1b[0m - Epoch(train) [1][20/40]\n"
+    mmcv = b"+ python tools/train.py\n2023-02-08 06:15:07,080 - mmdet - INFO - Environment info:\n"
+    for name in ("slurm-3343962.out", "MAE_35_HQFDS-_3343962.log", "nohup.out", "train.txt", "job.stdout"):
+        for first in (mmengine, coloured, mmcv):
+            assert recognise(name, first) is CAPTURE, (name, first)
+    assert recognise("console.log", mmengine).name == "console"  # `trainwarden run`'s capture keeps its format
+    assert recognise("20231229_185638.log", coloured).name == "mmengine"  # a session log, not a capture
+    for first in (b"", b"2023-02-08 06:15:07,080 - werkzeug - INFO - GET / 200\n", b"Epoch [1][50/4139] loss: 0.5\n",
+                  b"0 0.5 0.5 0.1 0.1\n" * 400):
+        assert not CAPTURE.matches("slurm-1.out", first)  # the content decides: nothing yet, or not OpenMMLab's
+    assert not CAPTURE.matches("model.pth", mmengine) and not CAPTURE.matches("config.py", mmengine)

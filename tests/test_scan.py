@@ -205,3 +205,22 @@ def test_scan_equals_full_parse_on_random_logs(tmp_path_factory, picks, seed, ch
     for e_full, e_scan in zip(full["evaluations"], scanned["evaluations"], strict=True):
         assert e_full == e_scan
     assert not any(math.isnan(v) for e in scanned["evaluations"] for v in e["metrics"].values() if v is not None)
+
+
+def test_scan_of_a_console_capture_matches_full_parse(tmp_path):
+    """A slurm or tee capture (year-less MMEngine headers, the job's own lines between them) is cold-scanned with
+    the capture format's markers and reaches the state of reading every line."""
+    import re
+
+    from trainwarden.parse.formats.training_capture import FORMAT as CAPTURE
+
+    for i, path in enumerate(LOGS[:4]):
+        body = re.sub(rb"(?m)^\d{4}/(\d\d/\d\d \d\d:\d\d:\d\d - )", rb"\1", path.read_bytes())
+        body = body.replace(b"\n", b"\nUserWarning: the job's own line\n", 40)  # prints between logging lines
+        capture = tmp_path / f"slurm-{i}.out"
+        capture.write_bytes(b"srun: job 1 queued and waiting for resources\n" + body)
+        full = _full(capture)
+        for limits in (TINY, ScanLimits(small_file_bytes=0)):
+            result = scan_file(capture, capture.stat().st_size, LogStream(2023), limits, CAPTURE.scan)
+            assert result.offset == capture.stat().st_size
+            assert_same_current_state(full, _doc_from_records(result.records))

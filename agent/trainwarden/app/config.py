@@ -10,6 +10,7 @@ Known keys today:
       poll_interval_seconds: 0.5  # how often files are checked when no file event arrives
       rediscover_interval_seconds: 5.0  # default: 5, or 30 when file events work
       file_events: true           # false on network mounts that send no events
+      exclude: ["*/archive/*"]    # globs of folders (and captures) left out entirely: a name or a whole path
     policy:                       # every threshold: see policy.py (the defaults are the user's guide)
       eval_key: pascal_voc/mAP
       goal: 0.63
@@ -76,6 +77,7 @@ class Config:
     poll_interval_seconds: float = 0.5
     rediscover_interval_seconds: float | None = None
     file_events: bool = True
+    exclude: tuple[str, ...] = ()  # discovery.exclude: globs of folders left out
     policies: PolicySet = field(default_factory=PolicySet)
     runs: dict[str, dict] = field(default_factory=dict)  # run name -> {"pid": int}
     notify: NotifyConfig = field(default_factory=NotifyConfig)
@@ -154,7 +156,15 @@ def load_config(path: Path | None) -> Config:
         except ValueError as exc:
             problems.append(f"web.listen_address: {exc}")
     disc = _section(data, "discovery", problems)
-    _unknown("discovery", disc, {"poll_interval_seconds", "rediscover_interval_seconds", "file_events"}, problems)
+    _unknown("discovery", disc, {"poll_interval_seconds", "rediscover_interval_seconds", "file_events", "exclude"},
+             problems)
+    exclude = disc.get("exclude", [])
+    if isinstance(exclude, str):
+        exclude = [exclude]
+    if not isinstance(exclude, list) or not all(isinstance(g, str) and g for g in exclude):
+        problems.append("discovery.exclude: expected a list of globs")
+    else:
+        cfg.exclude = tuple(exclude)
     for key in ("poll_interval_seconds", "rediscover_interval_seconds"):
         if key in disc:
             value = _number("discovery", key, disc[key], problems, minimum=0.05)

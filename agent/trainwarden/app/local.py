@@ -28,7 +28,7 @@ def local_status(paths: list[Path], cfg, consoles=()) -> StatusReport:
     from trainwarden.ingest.host.sources import HostSources
     from trainwarden.outputs.status import status_report
 
-    fleet = Fleet(paths, consoles=list(consoles))
+    fleet = Fleet(paths, consoles=list(consoles), exclude=cfg.exclude)
     fleet.rediscover()
     host = HostSources(pids={name: pid for name in cfg.runs if (pid := cfg.pid_of(name))})
     host.update_processes(fleet, discover=True)

@@ -17,7 +17,7 @@ from trainwarden.outputs.views.status_table import make_console
 
 def run_live(targets: list[str], cfg, interval: float, once: bool) -> None:
     local = [Path(t) for t in targets if not is_url(t)]
-    fleet = Fleet(local) if local else None
+    fleet = Fleet(local, exclude=cfg.exclude) if local else None
     host = HostSources(pids={name: pid for name in cfg.runs if (pid := cfg.pid_of(name))}) if local else None
     logging.getLogger("trainwarden.nvml").setLevel(logging.ERROR)
 

@@ -48,6 +48,7 @@ def cmd_watch(args: argparse.Namespace) -> ExitCode:
                   host_sources=HostSources(pids={name: pid for name in cfg.runs if (pid := cfg.pid_of(name))}),
                   notifier=build_notifier(cfg, args.notify, roots))
     agent.fleet.consoles = [(name, path.absolute()) for name, path in consoles]
+    agent.fleet.exclude = cfg.exclude
     _stop_on_signals(agent)
     agent.start()
     shown_host = f"[{host}]" if ":" in host else host

@@ -6,6 +6,7 @@ import os
 import threading
 from pathlib import Path
 
+from trainwarden.ingest.files.captures import capture_start, capture_work_dir, owner_of_capture
 from trainwarden.ingest.files.discover import describe, find_work_dirs, run_names
 from trainwarden.ingest.reader import RunReader
 from trainwarden.model import RunSnapshot
@@ -15,10 +16,14 @@ from trainwarden.parse.formats.base import Format
 
 class Fleet:
     def __init__(self, roots: list[Path], cold_scan: bool = True, consoles: list[tuple[str | None, Path]] = (),
-                 formats: tuple[Format, ...] = FORMATS) -> None:
+                 formats: tuple[Format, ...] = FORMATS, exclude: tuple[str, ...] = ()) -> None:
         self.roots = [Path(r).absolute() for r in roots]
         self.cold_scan = cold_scan
         self.formats = formats
+        self.exclude = tuple(exclude)  # `discovery.exclude` globs: folders and files left out entirely
+        # capture -> (size read, the work dir it names, its first line's time, the work dirs it fitted none of)
+        self._named: dict[Path, tuple] = {}
+        self._placed: dict[Path, Path] = {}  # capture -> the work dir whose run it adds its errors to
         self.readers: dict[Path, RunReader] = {}
         # the same readers by their work dir as text: `reader_for` walks up a path as text, not as Path objects
         # (it runs for every file event, and Path.parents built a Path per folder up to the root)
@@ -29,10 +34,13 @@ class Fleet:
     def rediscover(self) -> bool:
         """Find new work dirs and sessions and read what they hold. True if anything changed."""
         found: list[Path] = []
+        real: set[str] = set()  # one run per real folder: two roots, or a root and a link into it, reach it twice
         for root in self.roots:
-            for wd in find_work_dirs(root, formats=self.formats):
-                if wd not in found:
+            for wd in find_work_dirs(root, formats=self.formats, exclude=self.exclude):
+                if os.path.realpath(wd) not in real:
+                    real.add(os.path.realpath(wd))
                     found.append(wd)
+        found = self._place_captures(found)
         changed = self._forget_removed()
         names = run_names(sorted(set(found) | set(self.readers)))
         self._place_consoles(found, names)
@@ -52,13 +60,55 @@ class Fleet:
         """Drop the runs whose work dir was deleted (cleaned up by hand): they are gone, not stalled. A root that is
         itself missing (a network mount away for a while) drops nothing: its runs come back with it."""
         gone = [wd for wd in self.readers
-                if not wd.is_dir() and any(root in wd.parents and root.is_dir() for root in self.roots)]
+                if not wd.exists() and any(root in wd.parents and root.is_dir() for root in self.roots)]
         if gone:
             with self._lock:
                 for wd in gone:
                     del self.readers[wd]
                     del self._by_folder[os.fspath(wd)]
         return bool(gone)
+
+    def _place_captures(self, found: list[Path]) -> list[Path]:
+        """A capture beside or above the work dir it names is that run's stdout: it adds the run's errors instead of
+        being a second run of the same training. The runs left."""
+        work_dirs = [p for p in found if not p.is_file()]
+        runs = []
+        for path in found:
+            if path in work_dirs:
+                runs.append(path)
+                continue
+            owner = self._placed.get(path) or self._owner(path, work_dirs)
+            if owner is None:
+                runs.append(path)
+                continue
+            if path not in self._placed:
+                self._placed[path] = owner
+                if owner not in self.readers:
+                    self._add(owner, RunReader(describe(owner, None, self.formats), cold_scan=self.cold_scan))
+                self.readers[owner].add_console(path)
+                if path in self.readers:  # read as a run of its own until its work dir appeared
+                    with self._lock:
+                        del self.readers[path]
+                        del self._by_folder[os.fspath(path)]
+        return runs
+
+    def _owner(self, capture: Path, work_dirs: list[Path]) -> Path | None:
+        """The work dir of the run a capture is the stdout of (discover.owner_of_capture), if it is watched. What the
+        capture says is read again only while it names no work dir and has grown."""
+        try:
+            size = capture.stat().st_size
+        except OSError:
+            return None
+        seen = self._named.get(capture)
+        if seen is None or (seen[1] is None and seen[0] != size):
+            seen = (size, capture_work_dir(capture), capture_start(capture), None)
+        size, named, start, looked_among = seen
+        key = tuple(work_dirs)
+        if looked_among == key:
+            return None  # nothing changed since it fitted none (a session exists before its trainer logs a line)
+        owner = owner_of_capture(capture, named, work_dirs, start, self.formats)
+        self._named[capture] = (size, named, start, key if owner is None else None)
+        return owner
 
     def _add(self, wd: Path, reader: RunReader) -> None:
         with self._lock:

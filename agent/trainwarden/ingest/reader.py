@@ -47,6 +47,13 @@ def _year_of(path: Path) -> int:
         return time.localtime().tm_year
 
 
+def _written(path: Path) -> float | None:
+    try:
+        return path.stat().st_mtime
+    except OSError:
+        return None
+
+
 def _zone_offset(path: Path, fmt: Format) -> float:
     """The trainer's clock zone against ours, from a log that is being written now (prefix.clock_offset)."""
     try:
@@ -119,7 +126,7 @@ class RunReader:
         if file.path in self._sources:
             return
         fmt = file.format
-        context = ParseContext(_year_of(file.path), _zone_offset(file.path, fmt), self._loop)
+        context = ParseContext(_year_of(file.path), _zone_offset(file.path, fmt), self._loop, _written(file.path))
         self._sources[file.path] = _Source(file.path, fmt, session, FileTailer(file.path), fmt.new_parser(context))
         self._source_names.add(str(file.path))
 

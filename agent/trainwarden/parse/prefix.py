@@ -55,16 +55,51 @@ def local_timestamp(year: int, month: int, day: int, hour: int, minute: int, sec
         return None
 
 
-def split_header(line: str, default_year: int, offset: float = 0.0) -> Header | None:
+YEAR_AHEAD_SLACK = 2 * 86400.0  # a date this far after its file's last change is last year's (zones, clock skew)
+
+
+class YearlessDates:
+    """The year of the headers that do not say it (MMEngine's console, `12/29 18:56:45`), for one file read in
+    order. The first such date takes the year of the file's last change (`written`), or the year before when that
+    would put it after the change (a capture from December read in January); the year then goes up each time the
+    month falls back (December -> January), as a file written in time order does only at a new year."""
+
+    def __init__(self, default_year: int, written: float | None = None) -> None:
+        self.default_year = default_year
+        self.written = written
+        self.year: int | None = None
+        self._month = 0
+
+    def year_for(self, month: int, day: int, hour: int) -> int:
+        if self.year is None:
+            year = self.default_year
+            if self.written is not None:
+                ts = local_timestamp(year, month, day, hour, 0, 0)
+                if ts is not None and ts > self.written + YEAR_AHEAD_SLACK:
+                    year -= 1
+            self.year = year
+        elif month < self._month - 6:  # December's lines, then January's: a new year
+            self.year += 1
+        self._month = month
+        return self.year
+
+
+def split_header(line: str, default_year: int | YearlessDates, offset: float = 0.0) -> Header | None:
     """The header of a logging line, or None for a continuation line (tables, tracebacks, config text).
+    `default_year`: the year of a header without one (a YearlessDates follows a file's new years).
     `offset` is added to the line's local time (the trainer's clock zone differs from ours, see clock_offset)."""
     m = _PREFIX.match(line)
     if m is None:
         return None
     year = m["y"]
-    ts = local_timestamp(
-        int(year) if year else default_year, int(m["mo"]), int(m["d"]), int(m["h"]), int(m["mi"]), int(m["s"])
-    )
+    month, day, hour = int(m["mo"]), int(m["d"]), int(m["h"])
+    if year:
+        line_year = int(year)
+    elif isinstance(default_year, YearlessDates):
+        line_year = default_year.year_for(month, day, hour)
+    else:
+        line_year = default_year
+    ts = local_timestamp(line_year, month, day, hour, int(m["mi"]), int(m["s"]))
     if ts is not None and m["ms"]:
         ts += int(m["ms"]) / 1000.0
     if ts is not None:

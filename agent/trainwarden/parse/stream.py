@@ -11,7 +11,7 @@ from trainwarden.model import ErrorLine, Record
 from trainwarden.parse.configdump import parse_config_dump, parse_environment
 from trainwarden.parse.console import parse_console_line
 from trainwarden.parse.messages import parse_message
-from trainwarden.parse.prefix import clean_line, split_header
+from trainwarden.parse.prefix import YearlessDates, clean_line, split_header
 
 _BLOCK_MAX_LINES = 20000  # a config dump is a few hundred lines; bound the memory of a broken one
 
@@ -21,8 +21,10 @@ class LogStream:
     records (console captures of a run whose .log is also read: the .log is the authority for progress, the
     console for what never reaches it)."""
 
-    def __init__(self, default_year: int, errors_only: bool = False, offset: float = 0.0) -> None:
-        self.default_year = default_year
+    def __init__(self, default_year: int, errors_only: bool = False, offset: float = 0.0,
+                 written: float | None = None) -> None:
+        # `written`: the file's last change, which places year-less console dates in the right year
+        self.default_year = YearlessDates(default_year, written)
         self.errors_only = errors_only
         self.offset = offset  # seconds added to every timestamp (prefix.clock_offset)
         self._block: str | None = None  # "config" or "env"

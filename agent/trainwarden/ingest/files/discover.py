@@ -8,18 +8,24 @@ writes work_dir/<ts>/<ts>.log, <ts>/vis_data/scalars.json and <ts>/<ts>.json; mm
   last one).
 A run is a work dir: a folder where some format finds a session's file. Every session (a resume writes a new
 <ts>/ or <ts>.log) folds into it, in time order. A PATH may be a work dir, one of its session folders, or a folder
-holding work dirs (searched a few levels deep).
+holding work dirs (searched a few levels deep). A capture of a training's stdout (slurm, nohup, tee: a file of
+OpenMMLab lines, told by its content) outside any work dir is a run by itself, its path standing for the work dir;
+inside one, or beside or above the work dir it names, it adds that run's errors (console_capture).
 """
 
 from __future__ import annotations
 
+import fnmatch
 import os
 import re
+from collections import deque
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from trainwarden.parse.formats import FORMATS
 from trainwarden.parse.formats.base import FIRST_BYTES, Format, Role
+from trainwarden.parse.formats.training_capture import FORMAT as CAPTURE
+from trainwarden.parse.formats.training_capture import capture_framework, is_capture_name
 
 _CKPT_NUMBER = re.compile(r"(?:^|_)(epoch|iter)_(\d+)\.pth$")
 MAX_DEPTH = 4
@@ -152,33 +158,123 @@ def _session_folder_of(root: Path, formats: tuple[Format, ...]) -> bool:
                for fmt in formats for found in fmt.find_files(view))
 
 
-def find_work_dirs(root: Path, max_depth: int = MAX_DEPTH, formats: tuple[Format, ...] = FORMATS) -> list[Path]:
-    """Work dirs at or below `root` (a session folder counts as its work dir)."""
+def excluded(path: Path, exclude: tuple[str, ...]) -> bool:
+    """`path` is left out by a `discovery.exclude` glob: one matches its name or its whole path (`*` crosses `/`)."""
+    if not exclude:
+        return False
+    name, whole = path.name, Path(path).as_posix()
+    return any(fnmatch.fnmatch(name, glob) or fnmatch.fnmatch(whole, glob) for glob in exclude)
+
+
+def _real(path: Path | str) -> str:
+    return os.path.realpath(path)
+
+
+MAX_SNIFFS_PER_DIR = 256  # files whose first bytes one look at a folder reads (a dataset's 10 000 label .txt: not all)
+_NOT_CAPTURES: set[tuple[str, int]] = set()  # (path, inode) of full-sized files that are not captures
+_NOT_CAPTURES_MAX = 200_000
+
+
+def _capture_of(view: _DirView, entry: os.DirEntry, sniffed: list[int]) -> bool:
+    """The file is a capture of OpenMMLab lines (a slurm, nohup or tee file). A file of FIRST_BYTES or more that is
+    not one never becomes one (its first bytes are written), so it is read once, not at every look: known by its
+    inode, which a folder's listing gives without a call per file (on Linux)."""
+    if not is_capture_name(entry.name):
+        return False
+    try:
+        key = (entry.path, entry.inode())
+    except OSError:
+        return False
+    if key in _NOT_CAPTURES or sniffed[0] >= MAX_SNIFFS_PER_DIR:
+        return False
+    sniffed[0] += 1
+    first = view.first_bytes(entry.name)
+    if capture_framework(first) is not None:
+        return True
+    if len(first) >= FIRST_BYTES:
+        if len(_NOT_CAPTURES) >= _NOT_CAPTURES_MAX:
+            _NOT_CAPTURES.clear()
+        _NOT_CAPTURES.add(key)
+    return False
+
+
+def _file_runs(path: Path, formats: tuple[Format, ...]) -> list[Path]:
+    """What a FILE named as a PATH is: a session log names its work dir; a file of OpenMMLab lines, whatever its
+    name, is a run by itself."""
+    parent = path.parent
+    view = _DirView(parent)
+    for fmt in formats:
+        for found in fmt.find_files(view):
+            if found.session is not None and parent / found.path == path:
+                return [parent]
+    return [path] if capture_framework(view.first_bytes(path.name)) is not None else []
+
+
+def find_work_dirs(root: Path, max_depth: int = MAX_DEPTH, formats: tuple[Format, ...] = FORMATS,
+                   exclude: tuple[str, ...] = ()) -> list[Path]:
+    """Runs at or below `root`: work dirs (a session folder counts as its work dir), and captures outside any work
+    dir (files of OpenMMLab lines: each a run by itself).
+
+    A folder reached twice (a `latest -> stage2` link, a link loop, a link into another watched folder) is walked
+    once, under its real name: folders are walked before links, and a link to a folder already walked is
+    skipped. Folders and files an `exclude` glob matches are left out, with all they hold."""
     root = Path(root)
+    if excluded(root, exclude):
+        return []
+    if root.is_file():
+        return _file_runs(root, formats)
     if not root.is_dir():
         return []
     if _session_folder_of(root, formats):
         return [root.parent]
     found: list[Path] = []
-    frontier = [root]
-    for _ in range(max_depth + 1):
-        next_frontier = []
-        for d in frontier:
-            view = _DirView(d)
-            if _holds_sessions(view, formats):
-                found.append(d)
+    walked: set[str] = set()  # real paths of the folders walked, and of the captures found
+    folders: deque[tuple[Path, int]] = deque([(root, 0)])
+    links: deque[tuple[Path, int]] = deque()  # links to folders: walked last, when their target was not reached
+    while folders or links:
+        d, depth = folders.popleft() if folders else links.popleft()
+        real = _real(d)
+        if real in walked:
+            continue
+        walked.add(real)
+        view = _DirView(d)
+        if _holds_sessions(view, formats):
+            found.append(d)
+            continue
+        sniffed = [0]
+        for name, entry in view.entries.items():
+            if name.startswith(".") or name == "__pycache__" or (exclude and excluded(Path(entry.path), exclude)):
                 continue
-            for name, entry in view.entries.items():
-                if _is_dir(entry) and not name.startswith(".") and name != "__pycache__":
-                    next_frontier.append(Path(entry.path))
-        frontier = next_frontier
-        if not frontier:
-            break
+            if _is_dir(entry):
+                if depth < max_depth:
+                    (links if entry.is_symlink() else folders).append((Path(entry.path), depth + 1))
+            elif _is_file(entry) and _capture_of(view, entry, sniffed):
+                real_file = _real(entry.path)
+                if real_file not in walked:
+                    walked.add(real_file)
+                    found.append(Path(entry.path))
     return sorted(found)
 
 
+def _describe_capture(capture: Path, name: str | None, formats: tuple[Format, ...]) -> RunLayout:
+    """A capture that is a run by itself: one session, its file read whole (progress, evaluations and errors)."""
+    fmt = next((f for f in formats if f.name == CAPTURE.name), CAPTURE)
+    framework = None
+    try:
+        with capture.open("rb") as f:
+            framework = capture_framework(f.read(FIRST_BYTES))
+    except OSError:
+        pass
+    session = SessionFiles(capture.name, {Role.LOG: FormatFile(capture, fmt)})
+    return RunLayout(name=name or capture.name, work_dir=capture, framework=framework or "unknown",
+                     sessions=[session], formats=formats)
+
+
 def describe(work_dir: Path, name: str | None = None, formats: tuple[Format, ...] = FORMATS) -> RunLayout:
-    """The sessions, files of the whole run and config copy of one work dir, as `formats` find them."""
+    """The sessions, files of the whole run and config copy of one work dir, as `formats` find them. A capture
+    that is a run by itself (find_work_dirs) is its own "work dir"."""
+    if Path(work_dir).is_file():
+        return _describe_capture(Path(work_dir), name, formats)
     view = _DirView(work_dir)
     sessions: dict[str, SessionFiles] = {}
     run_files: list[FormatFile] = []
@@ -225,14 +321,15 @@ def newest_log(layout: RunLayout) -> Path | None:
 
 
 def run_names(work_dirs: list[Path]) -> dict[Path, str]:
-    """A unique `run` label per work dir: its name, or parent/name where two work dirs share a name."""
+    """A unique `run` label per work dir: its real name (a work dir watched through a `latest` link is named as
+    its folder is), or parent/name where two work dirs share a name."""
     by_name: dict[str, list[Path]] = {}
     for wd in work_dirs:
-        by_name.setdefault(wd.name, []).append(wd)
+        by_name.setdefault(Path(_real(wd)).name, []).append(wd)
     out = {}
     for name, dirs in by_name.items():
         for wd in dirs:
-            out[wd] = name if len(dirs) == 1 else f"{wd.parent.name}/{name}"
+            out[wd] = name if len(dirs) == 1 else f"{Path(_real(wd)).parent.name}/{name}"
     return out
 
 

@@ -11,6 +11,7 @@ from trainwarden.parse.formats import (
     mmengine_scalars,
     mmengine_test_dump,
     mmengine_text,
+    training_capture,
 )
 from trainwarden.parse.formats.base import Format, ScanMarkers
 
@@ -21,6 +22,7 @@ FORMATS: tuple[Format, ...] = (
     mmcv_text.FORMAT,
     mmcv_json.FORMAT,
     console_capture.FORMAT,
+    training_capture.FORMAT,  # last: a capture by its content, once no other format reads the file
 )
 
 

@@ -17,7 +17,7 @@ from trainwarden.model import Record
 
 # The session names MMEngine and mmcv give: the start time, which sorts in time order.
 SESSION_ID = re.compile(r"^\d{8}_\d{6}$")
-FIRST_BYTES = 256  # what `matches` sees of a file: enough for the header of its first line
+FIRST_BYTES = 8192  # what `matches` sees of a file: its first line's header, and a capture's first logged lines
 
 
 class Role(Enum):
@@ -88,6 +88,7 @@ class ParseContext:
     default_year: int  # for headers without a year (MMEngine console captures): the file's year
     clock_offset: float = 0.0  # seconds added to every timestamp (the trainer's clock zone; prefix.clock_offset)
     loop: Callable[[], str | None] = _loop_unknown  # the run's training loop as known so far: "epoch", "iteration"
+    written: float | None = None  # the file's last change when it was opened: the year of year-less dates
 
 
 @dataclass(frozen=True)

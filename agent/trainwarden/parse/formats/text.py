@@ -40,7 +40,7 @@ class SessionLogFormat:
                 yield Found(m[1], name)
 
     def new_parser(self, context: ParseContext) -> LineParser:
-        return LogStream(context.default_year, offset=context.clock_offset)
+        return LogStream(context.default_year, offset=context.clock_offset, written=context.written)
 
     def line_timestamp(self, line: str, default_year: int) -> float | None:
         return header_timestamp(line, default_year)
