@@ -4,6 +4,7 @@ quitting on q in a real terminal), and the agent's page rendered by headless Chr
 from __future__ import annotations
 
 import dataclasses
+import io
 import json
 import os
 import re
@@ -151,12 +152,12 @@ def real_views():
     views: dict[str, dict[str, str]] = {}
     for run in report.runs:
         one = dataclasses.replace(report, runs=(run,))
-        table = Console(record=True, width=200)
+        table = Console(record=True, width=200, file=io.StringIO())
         render_status(one, table, now=NOW)
-        live = Console(record=True, width=200)
+        live = Console(record=True, width=200, file=io.StringIO())
         live.print(live_view.render(one))
         a = analyze_view.analysis(run, snaps[run.run], DEFAULT_POLICY)
-        text = Console(record=True, width=200)
+        text = Console(record=True, width=2000, file=io.StringIO())  # no wrapping: a command reads whole
         analyze_view.render_text(a, text)
         messages = "\n".join(f"{c.summary}\n{c.description}" for c in run.conditions)
         views[run.run] = {"status": table.export_text(), "live": live.export_text(), "page": status_page(one).decode(),
@@ -210,6 +211,8 @@ def test_no_step_is_listed_twice(real_views):
     for run, texts in real_views.items():
         commands = json.loads(texts["analyze.json"])["next_step"]["commands"]
         assert len(set(commands.values())) == len(commands), run
+        for command in commands.values():  # the advice's own numbered steps and the command list never repeat one
+            assert texts["analyze"].count(command) <= 1, (run, command)
         for block in texts["messages"].split("\n\n"):
             steps = [line.split(". ", 1)[1] for line in block.splitlines() if re.match(r"\d+\. ", line)]
             assert len(set(steps)) == len(steps), (run, block)
@@ -220,3 +223,14 @@ def test_red_and_success_never_stand_together_unexplained(real_views):
         a = json.loads(texts["analyze.json"])
         if a["health"] == "red" and a["verdict"]["verdict"] == "success":
             assert "red because" in texts["analyze"] and "red because" in texts["analyze.html"], run
+
+
+def test_a_run_without_a_known_batch_size_gets_each_command_once():
+    """With no batch size in the config dump there is no half to take: "resume with half the batch size" would be the
+    resume command again, listed twice."""
+    fleet = Fleet([REAL / "mmdet2x_retinanet_voc"])  # stopped mid-training: resuming is a step
+    fleet.rediscover()
+    snap = fleet.snapshots()[0]
+    run = dataclasses.replace(status_report([snap], DEFAULT_POLICY, NOW).runs[0], batch_size=None)
+    commands = analyze_view.analysis(run, snap, DEFAULT_POLICY)["next_step"]["commands"]
+    assert len(set(commands.values())) == len(commands), commands

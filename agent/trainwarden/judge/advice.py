@@ -93,8 +93,7 @@ def checkpoint_text(place: RunPlace) -> str:
     saved = place.last_saved
     if saved is not None:
         unit = "epochs" if saved.unit == "epoch" else "iterations"
-        return (f"{saved_file(saved)} (the log saved it at {saved.number} {unit}; "
-                f"not found in {place.work_dir}: look where the trainer wrote it)")
+        return f"{saved_file(saved)} (the log saved it at {saved.number} {unit}; not found in the work dir)"
     return "none saved yet: restart from scratch"
 
 

@@ -36,10 +36,10 @@ def analysis(run: RunReport, snap: RunSnapshot, policy: Policy) -> dict:
     band = run.policy.loss_range if run.policy else None
     trend_verdict = None
     if trend:
-        where = ("inside" if band and band[0] <= trend.mean_100 <= band[1] else "outside") if band else "no band for"
+        where = (f"{'inside' if band[0] <= trend.mean_100 <= band[1] else 'outside'} the healthy range {band[0]}-{band[1]}"
+                 if band else "no healthy range configured")
         trend_verdict = (f"mean {trend.mean_100:.4f} over the last {trend.values} logged values, "
-                         f"{'falling' if trend.falling else 'not falling'} ({trend.slope_per_log:+.2e} per log), "
-                         f"{where} the healthy range" + (f" {band[0]}-{band[1]}" if band else ""))
+                         f"{'falling' if trend.falling else 'not falling'} ({trend.slope_per_log:+.2e} per log), {where}")
     history = [{"iteration": p.iteration, "timestamp": p.timestamp, **p.values, **dict.fromkeys(p.nonfinite)}
                for p in snap.history]  # JSON has no NaN: a nan/inf value is null
     place = place_of_report(run)
@@ -113,6 +113,12 @@ def _verdict(v: dict) -> str:
     return f"{v['verdict'] or 'none yet'}" + (f" - {v['rule']}" if v["rule"] else "")
 
 
+def commands_not_in_advice(a: dict) -> dict[str, str]:
+    """The next-step commands that the advice text above them does not already spell out (each step once)."""
+    advice = a["next_step"]["advice"] or ""
+    return {label: command for label, command in a["next_step"]["commands"].items() if command not in advice}
+
+
 def render_text(a: dict, console) -> None:
     console.print(f"[bold]{a['run']}[/]  {a['state']}  health [bold]{a['health'] or UNKNOWN}[/]  ({a['work_dir']})")
     console.print(f"progress: {progress_text(a['progress'])}")
@@ -146,7 +152,7 @@ def render_text(a: dict, console) -> None:
         for step in es["recovery"]:
             console.print(f"  recovery: {step}")
     console.print(f"\n[bold]next step[/]: {a['next_step']['advice'] or 'nothing to do'}")
-    for label, command in a["next_step"]["commands"].items():
+    for label, command in commands_not_in_advice(a).items():
         console.print(f"  {label}: {command}")
 
 
@@ -182,7 +188,7 @@ def render_html(a: dict) -> str:
     checks = "".join(f"<li>{'<b>met</b>' if c['met'] else 'not met'}: {html.escape(c['condition'])} "
                      f"({html.escape(c['detail'])})</li>" for c in a["plan_b"])
     commands = "".join(f"<dt>{html.escape(k)}</dt><dd><code>{html.escape(v)}</code></dd>"
-                       for k, v in a["next_step"]["commands"].items())
+                       for k, v in commands_not_in_advice(a).items())
     es = a["early_stop"]
     es_html = ""
     if es:
