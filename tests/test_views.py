@@ -143,9 +143,9 @@ ITERATION_RUNS = ("mmengine_iter_mmseg_v0.7.3", "mmengine_iter_mmseg_10k_buildin
 UNKNOWN_AS_VALUE = re.compile(r"\bNone\b|\bnan\b(?!/inf)|(?<![\d.])0\.0%")
 
 
-@pytest.fixture(scope="module")
-def real_views():
-    fleet = Fleet([REAL])
+def views_of(root) -> dict[str, dict[str, str]]:
+    """Every view's text of every run under `root`: status, live, the page, analyze (text, HTML, JSON), messages."""
+    fleet = Fleet([root])
     fleet.rediscover()
     snaps = {s.run: s for s in fleet.snapshots()}
     report = status_report(list(snaps.values()), DEFAULT_POLICY, NOW)
@@ -166,14 +166,22 @@ def real_views():
     return views
 
 
-def test_no_view_writes_an_unknown_value_as_none_nan_or_zero(real_views):
+@pytest.fixture(scope="module")
+def real_views():
+    return views_of(REAL)
+
+
+@pytest.mark.parametrize("root", [REAL, DESIGN], ids=["real-logs", "design-shapes"])
+def test_no_view_writes_an_unknown_value_as_none_nan_or_zero(root, real_views):
+    views = real_views if root == REAL else views_of(root)
+
     def shown(view: str, text: str) -> str:  # what a reader sees: the text of a page, not its markup
         if "html" not in view and view != "page":
             return text
         return re.sub(r"<[^>]+>", " ", re.sub(r"<svg.*?</svg>", " ", text, flags=re.S))
 
     found = {f"{run}/{view}": sorted(set(UNKNOWN_AS_VALUE.findall(shown(view, text))))
-             for run, texts in real_views.items() for view, text in texts.items()
+             for run, texts in views.items() for view, text in texts.items()
              if view not in ("analyze.json", "state") and UNKNOWN_AS_VALUE.search(shown(view, text))}
     assert not found
 

@@ -163,9 +163,10 @@ def render_html(a: dict) -> str:
         loss_series.append((comp, [(h["iteration"], h.get(comp)) for h in hist if h.get("iteration") is not None]))
     band_values = tuple(a["loss_band"]) if a.get("loss_band") else None
     key = a["eval_key"]
+    key_name = key or "evaluation"  # a run with no evaluated key yet
     evals = [e for e in a["evaluations"] if e["mode"] == "val" and key in e["metrics"]]
     x_of = (lambda e: e["epoch"]) if evals and evals[0]["epoch"] is not None else (lambda e: e["iteration"])
-    metric = [(f"{key}", [(x_of(e), e["metrics"][key]) for e in evals])]
+    metric = [(key_name, [(x_of(e), e["metrics"][key]) for e in evals])]
     if any(e["target"] is not None for e in evals):
         metric.append(("target", [(x_of(e), e["target"]) for e in evals if e["target"] is not None]))
     hlines = [(f"baseline: {name}", value, "#9467bd") for name, value in a["baselines"].items()]
@@ -177,7 +178,7 @@ def render_html(a: dict) -> str:
                    hlines=[("explosion", a["loss_max"], "#d62728")]
                    if any((h.get("loss") or 0) > 0.8 * a["loss_max"] for h in hist) else [],
                    x_label="iteration"),
-        line_chart(metric, f"{key} per {'epoch' if evals and evals[0]['epoch'] is not None else 'iteration'}",
+        line_chart(metric, f"{key_name} per {'epoch' if evals and evals[0]['epoch'] is not None else 'iteration'}",
                    hlines=hlines, x_label="epoch" if evals and evals[0]["epoch"] is not None else "iteration"),
         line_chart(lr, "Learning rate over iterations", x_label="iteration", log_y=True),
     ]
@@ -213,7 +214,7 @@ table{{border-collapse:collapse}} td,th{{padding:2px 10px;border-bottom:1px soli
 <ul>{conds}</ul>
 <h2>Loss</h2><p>{html.escape(a['loss']['trend_verdict'] or 'not enough logged values yet')}</p>
 {charts[0]}
-<h2>Evaluations</h2>{charts[1]}<table><tr><th>{unit}</th><th>{html.escape(str(key))}</th><th>target</th><th></th></tr>{rows}</table>
+<h2>Evaluations</h2>{charts[1]}<table><tr><th>{unit}</th><th>{html.escape(key_name)}</th><th>target</th><th></th></tr>{rows}</table>
 <h2>Plan B start conditions</h2><ul>{checks}</ul>{es_html}
 <h2>Learning rate</h2>{charts[2]}
 </body></html>"""
