@@ -105,3 +105,17 @@ TEST_ONLY = {"mmengine_test_rtmdet_coco_v0.7.3"}  # a tools/test.py session alon
 
 def test_every_real_run_is_in_the_table():
     assert sorted(t.run for t in TRUTHS) == sorted(p.name for p in REAL.iterdir() if p.is_dir() and p.name not in TEST_ONLY)
+
+
+@pytest.mark.parametrize(("run", "ratio"), [
+    ("mmengine_epoch_mmpose_rtmpose_ear", 0.963095),  # MMPose's `acc_pose: 0.963095` is already a 0-1 ratio
+    ("mmengine_iter_mmseg_watermelon", 0.957609),  # MMSeg's `decode.acc_seg: 95.7609` is a percentage
+    ("mmengine_iter_mmseg_10k_building", None),  # read below from its own last train line
+])
+def test_the_training_accuracy_is_read_in_its_own_scale(run, ratio, status_runs):
+    """A 0-1 accuracy read as a percentage would show MMPose's 96% as 1.0% (and page a yellow 'accuracy low')."""
+    if ratio is None:
+        log = next((REAL / run).glob("*.log")).read_text(encoding="utf-8")
+        last = [line for line in log.splitlines() if "Iter(train)" in line][-1]
+        ratio = float(last.split("decode.acc_seg: ")[1].split()[0]) / 100
+    assert status_runs[run]["accuracy_ratio"] == pytest.approx(ratio)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from trainwarden.judge.advice import saved_file
 from trainwarden.model import EvaluationReport, GpuReport, RunReport
 
 MISSING = "—"  # an unknown value in a table cell
@@ -53,6 +54,16 @@ def where(e: EvaluationReport) -> str:
 
 def file_name(path: str | None) -> str:
     return path.replace("\\", "/").rsplit("/", 1)[-1] if path else MISSING
+
+
+def newest_checkpoint(run: RunReport) -> str:
+    """The newest checkpoint file in the work dir, else the one the log says it saved (`Saving checkpoint at 4
+    epochs`: epoch_4.pth, marked as not found), else —."""
+    if run.newest_checkpoint:
+        return file_name(run.newest_checkpoint)
+    if run.last_saved is not None:
+        return f"{saved_file(run.last_saved)} (in the log, not in the work dir)"
+    return MISSING
 
 
 def is_hot(gpu: GpuReport, limit: float | None) -> bool:

@@ -17,9 +17,8 @@ from rich.progress_bar import ProgressBar
 from rich.table import Table
 from rich.text import Text
 
-from trainwarden.judge.advice import saved_file
 from trainwarden.model import RunReport, RunState, Severity, StatusReport, timefmt
-from trainwarden.outputs.views.cells import MISSING, UNKNOWN, evaluated, file_name, gpu_rows, percent, position
+from trainwarden.outputs.views.cells import MISSING, UNKNOWN, evaluated, file_name, gpu_rows, newest_checkpoint, percent, position
 
 SPARK = "▁▂▃▄▅▆▇█"
 HEALTH = {"green": "green", "yellow": "yellow", "red": "bold red"}
@@ -79,10 +78,7 @@ def run_panel(run: RunReport) -> Panel:
         history.append(f"{at}:{e.value(key):.4f} ", style=style)
     grid.add_row(key or "evaluation", history if evals else Text("no evaluation yet", style="dim"))
     best = file_name(run.best.checkpoint) if run.best and run.best.checkpoint else MISSING
-    newest = file_name(run.newest_checkpoint)
-    if run.newest_checkpoint is None and run.last_saved is not None:
-        newest = f"{saved_file(run.last_saved)} (named in the log, not in the work dir)"
-    grid.add_row("checkpoints", f"{len(run.checkpoints)} files, newest {newest}, best {best}")
+    grid.add_row("checkpoints", f"{len(run.checkpoints)} files, newest {newest_checkpoint(run)}, best {best}")
     for c in run.conditions:
         if c.severity != Severity.INFO:
             grid.add_row(Text(c.severity.value, style="bold red" if c.severity == Severity.CRITICAL else "yellow"),
