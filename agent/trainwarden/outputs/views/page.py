@@ -10,7 +10,17 @@ from urllib.parse import quote
 
 from trainwarden import __version__
 from trainwarden.model import RunReport, RunState, Severity, StatusReport, timefmt
-from trainwarden.outputs.views.cells import MISSING, UNKNOWN, GpuRow, evaluated, fmt, gpu_rows, percent, position
+from trainwarden.outputs.views.cells import (
+    MISSING,
+    UNKNOWN,
+    GpuRow,
+    evaluated,
+    fmt,
+    gpu_rows,
+    newest_checkpoint,
+    percent,
+    position,
+)
 from trainwarden.outputs.views.svg import sparkline
 
 COLORS = {"green": "#2e7d32", "yellow": "#f9a825", "red": "#c62828", None: "#9e9e9e"}
@@ -39,7 +49,7 @@ def _run_card(run: RunReport) -> str:
 <h2>{e(run.run)} <span class="badge" style="background:{color}">{e(health or UNKNOWN)}</span>
 <small>{e(run.state.value)}{' · ' + e(str(run.verdict)) if run.verdict else ''}</small></h2>
 <div class="bar"><div style="width:{(progress or 0) * 100:.1f}%"></div></div>
-<p>{e(where)} · expected end {eta} · loss {fmt(run.loss)} · {last_eval}</p>
+<p>{e(where)} · expected end {eta} · loss {fmt(run.loss)} · {last_eval} · newest checkpoint {e(newest_checkpoint(run))}</p>
 <p class="plots"><span>loss (last logged values) {sparkline([v for v in run.loss_recent if v is not None])}</span>
 <span>{e(key or 'evaluation')} per evaluation {sparkline([x.value(key) for x in evals], color='#2e7d32')}</span></p>
 <ul class="conds">{conds}</ul>
