@@ -3,8 +3,11 @@ quitting on q in a real terminal), and the agent's page rendered by headless Chr
 
 from __future__ import annotations
 
+import dataclasses
+import io
 import json
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -13,6 +16,16 @@ import time
 
 import pytest
 from conftest import DESIGN, REAL, free_port, require_binary, run_cli, wait_for
+from rich.console import Console
+
+from trainwarden.ingest.fleet import Fleet
+from trainwarden.judge.policy import DEFAULT_POLICY
+from trainwarden.model import RunState
+from trainwarden.outputs.status import status_report
+from trainwarden.outputs.views import analyze as analyze_view
+from trainwarden.outputs.views import live as live_view
+from trainwarden.outputs.views.page import status_page
+from trainwarden.outputs.views.status_table import render_status
 
 KAIST = DESIGN / "mmengine_kaist_resumed"
 
@@ -120,3 +133,112 @@ def test_live_quits_on_q_in_a_real_terminal():
         os.close(fd)
     assert exited is not None, "live was still running 10 s after q"
     assert os.WIFEXITED(exited) and os.WEXITSTATUS(exited) == 0
+
+
+# -- finding 12: every view, over every real run, says only what it knows, in the run's own words ---------------
+
+NOW = time.time()  # the real logs were written in 2023: read as history, as a user reads them today
+ITERATION_RUNS = ("mmengine_iter_mmseg_v0.7.3", "mmengine_iter_mmseg_10k_building", "mmengine_iter_mmseg_watermelon")
+# an unknown value written as Python writes it, a nan, or a 0.0% that stands for "not known"
+UNKNOWN_AS_VALUE = re.compile(r"\bNone\b|\bnan\b(?!/inf)|(?<![\d.])0\.0%")
+
+
+def views_of(root) -> dict[str, dict[str, str]]:
+    """Every view's text of every run under `root`: status, live, the page, analyze (text, HTML, JSON), messages."""
+    fleet = Fleet([root])
+    fleet.rediscover()
+    snaps = {s.run: s for s in fleet.snapshots()}
+    report = status_report(list(snaps.values()), DEFAULT_POLICY, NOW)
+    views: dict[str, dict[str, str]] = {}
+    for run in report.runs:
+        one = dataclasses.replace(report, runs=(run,))
+        table = Console(record=True, width=200, file=io.StringIO())
+        render_status(one, table, now=NOW)
+        live = Console(record=True, width=200, file=io.StringIO())
+        live.print(live_view.render(one))
+        a = analyze_view.analysis(run, snaps[run.run], DEFAULT_POLICY)
+        text = Console(record=True, width=2000, file=io.StringIO())  # no wrapping: a command reads whole
+        analyze_view.render_text(a, text)
+        messages = "\n".join(f"{c.summary}\n{c.description}" for c in run.conditions)
+        views[run.run] = {"status": table.export_text(), "live": live.export_text(), "page": status_page(one).decode(),
+                          "analyze": text.export_text(), "analyze.html": analyze_view.render_html(a),
+                          "analyze.json": json.dumps(a), "messages": messages, "state": run.state.value}
+    return views
+
+
+@pytest.fixture(scope="module")
+def real_views():
+    return views_of(REAL)
+
+
+@pytest.mark.parametrize("root", [REAL, DESIGN], ids=["real-logs", "design-shapes"])
+def test_no_view_writes_an_unknown_value_as_none_nan_or_zero(root, real_views):
+    views = real_views if root == REAL else views_of(root)
+
+    def shown(view: str, text: str) -> str:  # what a reader sees: the text of a page, not its markup
+        if "html" not in view and view != "page":
+            return text
+        return re.sub(r"<[^>]+>", " ", re.sub(r"<svg.*?</svg>", " ", text, flags=re.S))
+
+    found = {f"{run}/{view}": sorted(set(UNKNOWN_AS_VALUE.findall(shown(view, text))))
+             for run, texts in views.items() for view, text in texts.items()
+             if view not in ("analyze.json", "state") and UNKNOWN_AS_VALUE.search(shown(view, text))}
+    assert not found
+
+
+@pytest.mark.parametrize("run", ITERATION_RUNS)
+def test_an_iteration_based_run_is_told_in_iterations(run, real_views):
+    texts = real_views[run]
+    html = texts["analyze.html"]
+    assert "<th>iteration</th>" in html and "<th>epoch</th>" not in html
+    for view in ("status", "live", "page", "analyze", "analyze.html"):
+        assert not re.search(r"\bepoch \d", texts[view]), view  # an epoch it never counted
+        assert not re.search(r"\biter \d", texts[view]), view  # "iteration", in full, as the log's own loop says
+
+
+def test_a_finished_run_is_not_told_to_resume_or_shrink_its_batch(real_views):
+    finished = {run: t for run, t in real_views.items() if t["state"] == RunState.FINISHED.value}
+    assert len(finished) >= 8
+    for run, texts in finished.items():
+        commands = json.loads(texts["analyze.json"])["next_step"]["commands"]
+        assert not [k for k in commands if "resume" in k or "batch" in k], run
+        for view in ("analyze", "analyze.html", "messages"):
+            assert "--resume" not in texts[view] and "half the batch" not in texts[view], (run, view)
+
+
+def test_a_run_whose_log_saved_a_checkpoint_never_reads_restart_from_scratch(real_views):
+    texts = real_views["mmdet2x_retinanet_voc"]  # the log ends with `Saving checkpoint at 4 epochs`, no .pth copied
+    for view, text in texts.items():
+        assert "restart from scratch" not in text, view
+    commands = json.loads(texts["analyze.json"])["next_step"]["commands"]
+    assert any("resume" in k for k in commands)  # it stopped mid-training: resuming is the step
+    assert "epoch_4.pth" in texts["analyze"]
+
+
+def test_no_step_is_listed_twice(real_views):
+    for run, texts in real_views.items():
+        commands = json.loads(texts["analyze.json"])["next_step"]["commands"]
+        assert len(set(commands.values())) == len(commands), run
+        for command in commands.values():  # the advice's own numbered steps and the command list never repeat one
+            assert texts["analyze"].count(command) <= 1, (run, command)
+        for block in texts["messages"].split("\n\n"):
+            steps = [line.split(". ", 1)[1] for line in block.splitlines() if re.match(r"\d+\. ", line)]
+            assert len(set(steps)) == len(steps), (run, block)
+
+
+def test_red_and_success_never_stand_together_unexplained(real_views):
+    for run, texts in real_views.items():
+        a = json.loads(texts["analyze.json"])
+        if a["health"] == "red" and a["verdict"]["verdict"] == "success":
+            assert "red because" in texts["analyze"] and "red because" in texts["analyze.html"], run
+
+
+def test_a_run_without_a_known_batch_size_gets_each_command_once():
+    """With no batch size in the config dump there is no half to take: "resume with half the batch size" would be the
+    resume command again, listed twice."""
+    fleet = Fleet([REAL / "mmdet2x_retinanet_voc"])  # stopped mid-training: resuming is a step
+    fleet.rediscover()
+    snap = fleet.snapshots()[0]
+    run = dataclasses.replace(status_report([snap], DEFAULT_POLICY, NOW).runs[0], batch_size=None)
+    commands = analyze_view.analysis(run, snap, DEFAULT_POLICY)["next_step"]["commands"]
+    assert len(set(commands.values())) == len(commands), commands

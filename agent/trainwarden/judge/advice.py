@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from pathlib import PurePath
 
 from trainwarden.judge.policy import Policy
+from trainwarden.model import RunState, SavedCheckpoint
 
 RESUME_FLAGS = ("--resume", "--auto-resume", "--resume-from")
 
@@ -22,6 +23,7 @@ class RunPlace:
     framework: str
     newest_checkpoint: str | None
     batch_size: int | None
+    last_saved: SavedCheckpoint | None = None  # what the log's `Saving checkpoint at N epochs` says, file or not
 
 
 def quote(text: str) -> str:
@@ -79,10 +81,50 @@ def batch_hint(place: RunPlace, policy: Policy) -> str:
     return f"lower batch_size from {place.batch_size} to {half}"
 
 
+def saved_file(saved: SavedCheckpoint) -> str:
+    """The file MMEngine's and mmcv's CheckpointHook write for `Saving checkpoint at N epochs|iterations`."""
+    return f"{'epoch' if saved.unit == 'epoch' else 'iter'}_{saved.number}.pth"
+
+
+def checkpoint_text(place: RunPlace) -> str:
+    """The newest checkpoint as a step reads it: the file, else what the log says was saved, else none yet."""
+    if place.newest_checkpoint:
+        return place.newest_checkpoint
+    saved = place.last_saved
+    if saved is not None:
+        unit = "epochs" if saved.unit == "epoch" else "iterations"
+        return f"{saved_file(saved)} (the log saved it at {saved.number} {unit}; not found in the work dir)"
+    return "none saved yet: restart from scratch"
+
+
+RESUMABLE = (RunState.CRASHED, RunState.STALLED)
+
+
+def next_steps(state: RunState | str, place: RunPlace, policy: Policy, oom: bool = False,
+               plan_b: str | None = None, verdict: str | None = None) -> dict[str, str]:
+    """The commands that fit the run's state, each once: always how to read the log; a resume only for a run that
+    stopped before its end (crashed, stalled, interrupted, or stopped early without success), with half the batch
+    size only after an out-of-memory; Plan B only when its conditions are met."""
+    steps = {"read the log": f"trainwarden tail {quote(place.work_dir)} -n {policy.log_lines_red}"}
+    state = str(getattr(state, "value", state))
+    early_failure = state == RunState.EARLY_STOPPED.value and verdict not in (None, "success")
+    if state in {s.value for s in RESUMABLE} or state == "interrupted" or early_failure:
+        steps["resume from the newest checkpoint"] = resume_command(place, policy, smaller_batch=oom)
+        if oom and half_batch(place.batch_size) is None:
+            steps["then"] = batch_hint(place, policy)
+    if plan_b:
+        steps["Plan B"] = plan_b
+    unique: dict[str, str] = {}
+    for label, command in steps.items():
+        if command not in unique.values():
+            unique[label] = command
+    return unique
+
+
 def red_steps(place: RunPlace, policy: Policy, oom: bool = False) -> str:
     """What to do on red: read the log's last lines, resume from the newest checkpoint, and (on out of memory)
     with half the batch size."""
-    ckpt = place.newest_checkpoint or "no checkpoint yet: restart from scratch"
+    ckpt = checkpoint_text(place)
     steps = [
         f"1. read the last {policy.log_lines_red} log lines: trainwarden tail {quote(place.work_dir)} -n {policy.log_lines_red}",
         f"2. newest checkpoint: {ckpt}",

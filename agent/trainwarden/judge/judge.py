@@ -60,7 +60,8 @@ def best_evaluation(snap: RunSnapshot, key: str | None) -> BestEvaluation | None
 
 
 def place_of(snap: RunSnapshot) -> advice.RunPlace:
-    return advice.RunPlace(snap.work_dir, snap.config_file, snap.framework, snap.newest_checkpoint, snap.config.batch_size)
+    return advice.RunPlace(snap.work_dir, snap.config_file, snap.framework, snap.newest_checkpoint, snap.config.batch_size,
+                           snap.last_saved)
 
 
 def judge(snap: RunSnapshot, policy: Policy, now: float, gpus: tuple[GpuSample, ...] | list[GpuSample] = ()) -> Judgement:

@@ -16,6 +16,7 @@ from pathlib import PurePath
 from trainwarden.model.records import ConfigFacts
 
 MIB = 1048576
+RATIO_ACCURACIES = frozenset({"acc_pose"})  # training accuracies logged as 0-1, not as percentages
 
 
 @dataclass(frozen=True, slots=True)
@@ -273,12 +274,16 @@ class RunSnapshot:
 
     @property
     def accuracy_ratio(self) -> float | None:
-        """MMDetection's `acc` (and MMSeg's `decode.acc_seg`) are percentages: as a 0-1 ratio."""
+        """MMDetection's `acc` (and MMSeg's `decode.acc_seg`) are percentages: as a 0-1 ratio. MMPose's `acc_pose`
+        is a 0-1 ratio already (RTMPose logs `acc_pose: 0.963095`)."""
         values = self.values
         if "acc" in values:
             return values["acc"] / 100.0
         for k, v in values.items():
-            if k.rsplit(".", 1)[-1].startswith("acc"):
+            name = k.rsplit(".", 1)[-1]
+            if name in RATIO_ACCURACIES:
+                return v
+            if name.startswith("acc"):
                 return v / 100.0
         return None
 

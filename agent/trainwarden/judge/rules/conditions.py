@@ -29,6 +29,14 @@ class RunContext:
     now: float
 
 
+def _at(snap: RunSnapshot) -> str:
+    """Where the run stood, in its own unit: `epoch 4, iteration 16517`, `iteration 3000`, never `epoch None`."""
+    parts = [f"epoch {snap.epoch}"] if snap.epoch is not None else []
+    if snap.iteration is not None:
+        parts.append(f"iteration {snap.iteration}")
+    return ", ".join(parts) or "an unknown step (no train line read)"
+
+
 def _where(snap: RunSnapshot) -> str:
     return f"iteration {snap.iteration}" if snap.iteration is not None else "the last logged step"
 
@@ -55,7 +63,7 @@ def failure_conditions(c: RunContext) -> list[Condition]:
         code = process.exit_code if process else None
         out.append(rule("TrainingProcessExited").fire(
             snap.run, process.end_timestamp_seconds if process else None, pid=process.pid if process else None,
-            code="" if code is None else f" with code {code}", epoch=snap.epoch, iteration=snap.iteration,
+            code="" if code is None else f" with code {code}", at=_at(snap),
             steps=advice.red_steps(c.place, c.policy)))
     if c.life.state == RunState.STALLED:
         last = snap.last_progress_timestamp
@@ -145,8 +153,7 @@ def lifecycle_conditions(c: RunContext) -> list[Condition]:
             snap.run, snap.last_progress_timestamp, counter=story.counter, patience=story.patience or "?",
             threshold=story.threshold, hints="; ".join(story.misfire_hints) or "no misfire hint"))
     if c.life.state == RunState.FINISHED and snap.iteration is not None:  # not for a tools/test.py session
-        out.append(rule("TrainingFinished").fire(snap.run, snap.last_progress_timestamp, epoch=snap.epoch,
-                                                 iteration=snap.iteration))
+        out.append(rule("TrainingFinished").fire(snap.run, snap.last_progress_timestamp, at=_at(snap)))
     elif c.life.state == RunState.EARLY_STOPPED:
         hints = "; ".join(story.misfire_hints) if story else ""
         steps = "; ".join(story.recovery) if story else ""

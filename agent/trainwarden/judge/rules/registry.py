@@ -44,7 +44,7 @@ RULES: tuple[AlertRule, ...] = (
     # -- red: a page ---------------------------------------------------------------------------------------
     _rule("TrainingCUDAOutOfMemory", C, "{run}: CUDA out of memory", "{error}\n{steps}"),
     _rule("TrainingProcessExited", C, "{run}: training process {pid} exited{code} before training ended",
-          "The process ended at epoch {epoch}, iteration {iteration}.\n{steps}"),
+          "The process ended at {at}.\n{steps}"),
     _rule("TrainingStalled", C, "{run}: no progress for over {window:.0f} s",
           "The log has not moved since {when}, several times this run's own pace. Check the process and the GPU.\n{steps}",
           ("stall_floor_seconds", "stall_pace_multiplier", "stall_eval_multiplier", "stall_unknown_seconds")),
@@ -86,7 +86,7 @@ RULES: tuple[AlertRule, ...] = (
           "Validation at {where}: {key} {value:.4f}.", ("evaluation_news_seconds",)),
     _rule("TrainingTargetReached", INFO, "{run}: {key} {best:.4f} reached the goal", "{key} {best:.4f} >= {goal}: {advice}.",
           ("goal",)),
-    _rule("TrainingFinished", INFO, "{run}: training finished", "Finished at epoch {epoch}, iteration {iteration}."),
+    _rule("TrainingFinished", INFO, "{run}: training finished", "Finished at {at}."),
     _rule("TrainingEarlyStopped", INFO, "{run}: early stop triggered", "Early stop triggered. {hints}{steps}"),
 )
 

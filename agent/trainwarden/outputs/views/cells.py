@@ -5,25 +5,35 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from trainwarden.judge.advice import saved_file
 from trainwarden.model import EvaluationReport, GpuReport, RunReport
 
-MISSING = "—"
+MISSING = "—"  # an unknown value in a table cell
+UNKNOWN = "unknown"  # an unknown value in a sentence
 
 
 def fmt(value: float | None, spec: str = ".4f", suffix: str = "") -> str:
     return MISSING if value is None else f"{format(value, spec)}{suffix}"
 
 
-def position(run: RunReport, short: bool = False) -> str:
-    """`epoch 3/5 [120/11439]` or `iter 500/3000`."""
-    if run.epoch is not None:
-        text = f"epoch {run.epoch}/{run.max_epochs or '?'}"
-        if not short and run.epoch_iteration is not None:
-            text += f" [{run.epoch_iteration}/{run.iterations_per_epoch or '?'}]"
+def position_of(epoch: int | None, max_epochs: int | None, epoch_iteration: int | None,
+                iterations_per_epoch: int | None, iteration: int | None, max_iterations: int | None,
+                short: bool = False) -> str | None:
+    """`epoch 3/5 [120/11439]` for a run that counts epochs, `iteration 500/3000` for one that counts iterations
+    (in the log's own unit: an iteration-based run has no epoch to show); None when the log has not said."""
+    if epoch is not None:
+        text = f"epoch {epoch}/{max_epochs or '?'}"
+        if not short and epoch_iteration is not None:
+            text += f" [{epoch_iteration}/{iterations_per_epoch or '?'}]"
         return text
-    if run.iteration is not None:
-        return f"iter {run.iteration}/{run.max_iterations or '?'}"
-    return MISSING
+    if iteration is not None:
+        return f"iteration {iteration}/{max_iterations or '?'}"
+    return None
+
+
+def position(run: RunReport, short: bool = False) -> str:
+    return position_of(run.epoch, run.max_epochs, run.epoch_iteration, run.iterations_per_epoch, run.iteration,
+                       run.max_iterations, short) or MISSING
 
 
 def percent(ratio: float | None, spec: str = ".1f") -> str:
@@ -39,11 +49,21 @@ def evaluated(run: RunReport) -> list[EvaluationReport]:
 def where(e: EvaluationReport) -> str:
     if e.epoch is not None:
         return f"epoch {e.epoch}"
-    return f"iter {e.iteration}" if e.iteration else e.mode
+    return f"iteration {e.iteration}" if e.iteration else e.mode
 
 
 def file_name(path: str | None) -> str:
     return path.replace("\\", "/").rsplit("/", 1)[-1] if path else MISSING
+
+
+def newest_checkpoint(run: RunReport) -> str:
+    """The newest checkpoint file in the work dir, else the one the log says it saved (`Saving checkpoint at 4
+    epochs`: epoch_4.pth, marked as not found), else —."""
+    if run.newest_checkpoint:
+        return file_name(run.newest_checkpoint)
+    if run.last_saved is not None:
+        return f"{saved_file(run.last_saved)} (in the log, not in the work dir)"
+    return MISSING
 
 
 def is_hot(gpu: GpuReport, limit: float | None) -> bool:

@@ -18,7 +18,7 @@ from rich.table import Table
 from rich.text import Text
 
 from trainwarden.model import RunReport, RunState, Severity, StatusReport, timefmt
-from trainwarden.outputs.views.cells import MISSING, evaluated, file_name, gpu_rows, position
+from trainwarden.outputs.views.cells import MISSING, UNKNOWN, evaluated, file_name, gpu_rows, newest_checkpoint, percent, position
 
 SPARK = "▁▂▃▄▅▆▇█"
 HEALTH = {"green": "green", "yellow": "yellow", "red": "bold red"}
@@ -44,9 +44,10 @@ def run_panel(run: RunReport) -> Panel:
     grid = Table.grid(padding=(0, 1))
     grid.add_column(style="dim")
     grid.add_column()
-    ratio = run.progress_ratio or 0.0
-    grid.add_row("progress", Group(ProgressBar(total=1.0, completed=ratio, width=30),
-                                   Text(f"{position(run)} {ratio * 100:.1f}%")))
+    ratio = run.progress_ratio
+    known = "" if ratio is None else f" {percent(ratio)}"  # an unknown share is not drawn as 0%
+    grid.add_row("progress", Group(ProgressBar(total=1.0, completed=ratio or 0.0, width=30),
+                                   Text(f"{position(run)}{known}")))
     eta = run.expected_completion_timestamp_seconds
     grid.add_row("expected end", timefmt.local(eta, "%m-%d %H:%M") if eta and run.state == RunState.RUNNING else MISSING)
     recent = list(run.loss_recent)[-10:]
@@ -72,19 +73,19 @@ def run_panel(run: RunReport) -> Panel:
     evals = evaluated(run)[-6:]
     history = Text()
     for e in evals:
-        at = e.epoch if e.epoch is not None else e.iteration
+        at = e.epoch if e.epoch is not None else (e.iteration if e.iteration is not None else e.mode)
         style = "" if e.met is None else ("green" if e.met else "red")
         history.append(f"{at}:{e.value(key):.4f} ", style=style)
     grid.add_row(key or "evaluation", history if evals else Text("no evaluation yet", style="dim"))
-    best = run.best.checkpoint if run.best and run.best.checkpoint else MISSING
-    grid.add_row("checkpoints", f"{len(run.checkpoints)} files, newest {file_name(run.newest_checkpoint)}, best {best}")
+    best = file_name(run.best.checkpoint) if run.best and run.best.checkpoint else MISSING
+    grid.add_row("checkpoints", f"{len(run.checkpoints)} files, newest {newest_checkpoint(run)}, best {best}")
     for c in run.conditions:
         if c.severity != Severity.INFO:
             grid.add_row(Text(c.severity.value, style="bold red" if c.severity == Severity.CRITICAL else "yellow"),
                          Text(c.summary))
     health = run.health.value if run.health else None
     plan = f" ({policy.plan_label})" if policy and policy.plan_label else ""
-    title = Text.assemble((run.run, "bold"), plan, "  ", (health or "?", HEALTH.get(health, "")),
+    title = Text.assemble((run.run, "bold"), plan, "  ", (health or UNKNOWN, HEALTH.get(health, "")),
                           f"  {run.state}", f"  {run.verdict or ''}")
     return Panel(grid, title=title, border_style=HEALTH.get(health, "white"))
 

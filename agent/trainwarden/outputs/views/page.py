@@ -10,7 +10,17 @@ from urllib.parse import quote
 
 from trainwarden import __version__
 from trainwarden.model import RunReport, RunState, Severity, StatusReport, timefmt
-from trainwarden.outputs.views.cells import MISSING, GpuRow, evaluated, fmt, gpu_rows, percent
+from trainwarden.outputs.views.cells import (
+    MISSING,
+    UNKNOWN,
+    GpuRow,
+    evaluated,
+    fmt,
+    gpu_rows,
+    newest_checkpoint,
+    percent,
+    position,
+)
 from trainwarden.outputs.views.svg import sparkline
 
 COLORS = {"green": "#2e7d32", "yellow": "#f9a825", "red": "#c62828", None: "#9e9e9e"}
@@ -20,8 +30,9 @@ def _run_card(run: RunReport) -> str:
     e = html.escape
     health = run.health.value if run.health else None
     progress = run.progress_ratio
-    where = (f"epoch {run.epoch}/{run.max_epochs or '?'}" if run.epoch is not None
-             else f"iteration {run.iteration or MISSING}/{run.max_iterations or '?'}")
+    where = position(run, short=True)
+    if progress is not None:
+        where += f" · {percent(progress)}"
     key = run.eval_key
     evals = evaluated(run)
     last_eval = "no evaluation yet"
@@ -35,10 +46,10 @@ def _run_card(run: RunReport) -> str:
     eta = timefmt.local(run.expected_completion_timestamp_seconds) if run.state == RunState.RUNNING else MISSING
     color = COLORS.get(health, "#9e9e9e")
     return f"""<section class="run" style="border-left-color:{color}">
-<h2>{e(run.run)} <span class="badge" style="background:{color}">{e(health or 'unknown')}</span>
+<h2>{e(run.run)} <span class="badge" style="background:{color}">{e(health or UNKNOWN)}</span>
 <small>{e(run.state.value)}{' · ' + e(str(run.verdict)) if run.verdict else ''}</small></h2>
 <div class="bar"><div style="width:{(progress or 0) * 100:.1f}%"></div></div>
-<p>{where} · {percent(progress)} · expected end {eta} · loss {fmt(run.loss)} · {last_eval}</p>
+<p>{e(where)} · expected end {eta} · loss {fmt(run.loss)} · {last_eval} · newest checkpoint {e(newest_checkpoint(run))}</p>
 <p class="plots"><span>loss (last logged values) {sparkline([v for v in run.loss_recent if v is not None])}</span>
 <span>{e(key or 'evaluation')} per evaluation {sparkline([x.value(key) for x in evals], color='#2e7d32')}</span></p>
 <ul class="conds">{conds}</ul>

@@ -9,7 +9,7 @@ from rich.console import Console
 from rich.table import Table
 
 from trainwarden.model import RunReport, RunState, StatusReport, timefmt
-from trainwarden.outputs.views.cells import MISSING, evaluated, file_name, fmt, gpu_rows, percent, position, where
+from trainwarden.outputs.views.cells import MISSING, evaluated, fmt, gpu_rows, newest_checkpoint, percent, position, where
 
 STATE_STYLE = {
     "running": "green",
@@ -87,7 +87,7 @@ def render_status(report: StatusReport, console: Console | None = None, now: flo
             fmt(run.learning_rate, ".2e"),
             _last_eval(run),
             _when(run.expected_completion_timestamp_seconds, now) if run.state == RunState.RUNNING else MISSING,
-            file_name(run.newest_checkpoint),
+            newest_checkpoint(run),
         )
     if not report.runs:
         console.print("No runs found (looked for MMEngine <ts>/<ts>.log and MMDetection 2.x <ts>.log files).")
