@@ -98,7 +98,7 @@ def test_found_by_its_config_with_dataloader_workers_below_it(work_dir, children
         return doc if doc and len(doc.pids) == 2 else None
 
     doc = wait_for(found_with_worker, timeout=15)
-    assert doc.pid == child.pid and doc.matched_by == "cmdline_config"  # the top-most, not the worker
+    assert doc.pid == child.pid and doc.matched_by == "cmdline_work_dir"  # the top-most, not the worker
     worker = psutil.Process(child.pid).children()[0]
     child.kill()
     wait_for(tracker.check, timeout=10)
@@ -110,8 +110,8 @@ def test_found_by_its_config_with_dataloader_workers_below_it(work_dir, children
 def test_a_process_we_did_not_start_ends_with_an_unknown_exit_code(work_dir, tmp_path):
     pid_file = tmp_path / "pid"
     # the shell starts the trainer in the background and exits: the trainer is not our child
-    subprocess.run(["sh", "-c", f'"{sys.executable}" -c "import time; time.sleep(30)" configs/{CONFIG} & echo $! > {pid_file}'],
-                   check=True)
+    trainer = f'"{sys.executable}" -c "import time; time.sleep(30)" configs/{CONFIG} --work-dir {work_dir}'
+    subprocess.run(["sh", "-c", f"{trainer} & echo $! > {pid_file}"], check=True)
     pid = int(wait_for(lambda: pid_file.read_text().strip(), timeout=10))
     try:
         tracker = ProcessTracker()
