@@ -181,3 +181,44 @@ def test_gpus_map_to_the_run_through_its_processes(work_dir, children, tmp_path)
         assert value(text, "trainwarden_process_exit_code", run=run) == -9
     finally:
         agent.stop()
+
+
+def test_run_s_child_stays_the_run_s_process_with_its_exit_code(work_dir, children):
+    """Under `trainwarden run` the exit status is known: the ended child, with its code, is not replaced by a
+    process that names the work dir (its DataLoader worker outliving it a moment, or a lookalike)."""
+    child = children("-c", "import sys; sys.stdin.read()", "--work-dir", str(work_dir), stdin=subprocess.PIPE)
+    worker = children("-c", "import time; time.sleep(60)", "--work-dir", str(work_dir))
+    wait_for(lambda: psutil.Process(worker.pid).cmdline()[-1] == str(work_dir), timeout=10)
+    tracker = ProcessTracker()
+    tracker.adopt("run", child.pid)
+    child.communicate(b"", timeout=10)
+    tracker.report_exit("run", child.returncode)
+    tracker._next_search.clear()
+    tracker.discover([target(work_dir)])
+    doc = tracker.document("run")
+    assert (doc.pid, doc.up, doc.exit_code, doc.matched_by) == (child.pid, False, 0, "started_by_trainwarden")
+
+
+def test_the_workers_of_an_ended_training_are_not_a_new_one(work_dir, children, tmp_path):
+    script = tmp_path / "train.py"
+    script.write_text("import subprocess, sys, time\n"
+                      "if 'worker' not in sys.argv:\n"
+                      "    subprocess.Popen([sys.executable, __file__, *sys.argv[1:], 'worker'])\n"
+                      "time.sleep(60)\n", encoding="utf-8")
+    trainer = children(str(script), "--work-dir", str(work_dir))
+    tracker = ProcessTracker()
+
+    def found_with_worker():
+        tracker.discover([target(work_dir)])
+        tracker.check(refresh_descendants=True)
+        doc = tracker.document("run")
+        return doc if doc and len(doc.pids) == 2 else None
+
+    assert wait_for(found_with_worker, timeout=15).pid == trainer.pid
+    trainer.kill()
+    wait_for(tracker.check, timeout=10)  # ended; its worker lives on
+    tracker._next_search.clear()
+    tracker._searched.clear()
+    tracker.discover([target(work_dir)])
+    doc = tracker.document("run")
+    assert doc.pid == trainer.pid and not doc.up
