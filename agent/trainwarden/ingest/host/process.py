@@ -27,7 +27,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path, PurePath, PureWindowsPath
 
-from trainwarden.ingest.host.cmdline import is_python, training_command, work_dir_candidates
+from trainwarden.ingest.host.cmdline import TrainingCommand, is_python, training_command, work_dir_candidates
 from trainwarden.model import ProcessInfo
 
 log = logging.getLogger("trainwarden.process")
@@ -70,32 +70,68 @@ def path_key(path: PurePath) -> str:
     return os.path.normcase(str(resolved))
 
 
-def _absolute(written: str, cwd: str | None) -> Path | None:
-    """A path as the process wrote it, resolved against its own working folder (None: relative, cwd unknown)."""
+def _absolute(written: str, cwd: Callable[[], str | None]) -> Path | None:
+    """A path as the process wrote it, against its own working folder (None: relative, and the folder unknown)."""
     path = Path(PureWindowsPath(written)) if sys.platform == "win32" else Path(written)
     if path.is_absolute():
         return path
-    return Path(cwd) / path if cwd else None
+    folder = cwd()
+    return Path(folder) / path if folder else None
 
 
-def names_work_dir(cmdline: list[str], cwd: str | None, target: RunTarget) -> str | None:
-    """`cmdline_work_dir` when the command line trains into the run's work dir, else None."""
-    command = training_command(cmdline)
-    if command is None:
-        return None
-    want = path_key(target.work_dir)
-    for written in work_dir_candidates(command, target.config_name, target.configured_work_dir):
-        path = _absolute(written, cwd)
-        if path is None:
-            continue
-        if path_key(path) == want:
-            return "cmdline_work_dir"
-        try:
-            if path.exists() and os.path.samefile(path, target.work_dir):  # a case-insensitive disk (macOS), a link
+class CommandLines:
+    """What each process's command line says, read once per search for all the runs looked for: the training it
+    runs, its working folder (read only when a relative path needs it) and the paths it names, resolved once."""
+
+    def __init__(self, psutil_module) -> None:
+        self.psutil = psutil_module
+        self._commands: dict[int, TrainingCommand | None] = {}
+        self._cwds: dict[int, str | None] = {}
+        self._keys: dict[tuple[int, str], tuple[str, str] | None] = {}
+
+    def command(self, pid: int, cmdline: list[str]) -> TrainingCommand | None:
+        if pid not in self._commands:
+            self._commands[pid] = training_command(cmdline) if _could_name_work_dir(cmdline) else None
+        return self._commands[pid]
+
+    def _cwd(self, pid: int, proc) -> str | None:
+        if pid not in self._cwds:
+            try:
+                self._cwds[pid] = proc.cwd()
+            except (self.psutil.NoSuchProcess, self.psutil.AccessDenied, OSError):
+                self._cwds[pid] = None  # another user's process: only an absolute work dir can name the run
+        return self._cwds[pid]
+
+    def keys(self, pid: int, proc, written: str) -> tuple[str, str] | None:
+        """(the path as written, made absolute; resolved) in the OS's case, or None (relative, cwd unknown)."""
+        if (pid, written) not in self._keys:
+            path = _absolute(written, lambda: self._cwd(pid, proc))
+            self._keys[pid, written] = None if path is None else (os.path.normcase(os.path.normpath(path)),
+                                                                   path_key(path))
+        return self._keys[pid, written]
+
+    def names_work_dir(self, pid: int, proc, cmdline: list[str], target: RunTarget, want: set[str]) -> str | None:
+        """`cmdline_work_dir` when the command line trains into the run's work dir (`want`: its path keys)."""
+        command = self.command(pid, cmdline)
+        if command is None:
+            return None
+        for written in work_dir_candidates(command, target.config_name, target.configured_work_dir):
+            keys = self.keys(pid, proc, written)
+            if keys is None:
+                continue
+            if keys[0] in want or keys[1] in want:
                 return "cmdline_work_dir"
-        except OSError:
-            continue
-    return None
+            if keys[1].rsplit(os.sep, 1)[-1].lower() == target.work_dir.name.lower():
+                try:  # a case-insensitive disk (macOS)
+                    if os.path.samefile(keys[1], target.work_dir):
+                        return "cmdline_work_dir"
+                except OSError:
+                    continue
+        return None
+
+
+def work_dir_keys(work_dir: Path) -> set[str]:
+    return {os.path.normcase(os.path.normpath(Path(work_dir).absolute())), path_key(work_dir)}
 
 
 def _could_name_work_dir(cmdline: list[str]) -> bool:
@@ -151,8 +187,9 @@ class ProcessTracker:
             if proc.pid != self.own_pid and cmdline:
                 candidates[proc.pid] = (proc, cmdline)
         open_files: dict[int, set[str]] = {}  # pid -> the files it holds open, read once for all the runs
+        commands = CommandLines(self.psutil)
         for target in wanted:
-            found = self._match(target, candidates, open_files)
+            found = self._match(target, candidates, open_files, commands)
             if found is not None:
                 self._track(target.run, *found)
                 self._misses.pop(target.run, None)
@@ -175,7 +212,8 @@ class ProcessTracker:
             return False
         return _written_since(target.logs, now - SEARCH_WHILE_WRITTEN_SECONDS)
 
-    def _match(self, target: RunTarget, candidates: dict, open_files: dict[int, set[str]]) -> tuple[object, str] | None:
+    def _match(self, target: RunTarget, candidates: dict, open_files: dict[int, set[str]],
+               commands: CommandLines) -> tuple[object, str] | None:
         if target.pid is not None:
             try:
                 return self.psutil.Process(target.pid), "config_pid"
@@ -183,11 +221,11 @@ class ProcessTracker:
                 return None
         former = self._former.get(target.run, (set(), 0.0))
         matches: dict[int, tuple[object, str]] = {}
+        want = work_dir_keys(target.work_dir)
         for pid, (proc, cmdline) in candidates.items():
-            if _could_name_work_dir(cmdline):
-                how = names_work_dir(cmdline, self._cwd(proc), target)
-                if how:
-                    matches[pid] = (proc, how)
+            how = commands.names_work_dir(pid, proc, cmdline, target, want)
+            if how:
+                matches[pid] = (proc, how)
         if not matches:
             logs = {path_key(p) for p in target.logs}
             for pid, (proc, cmdline) in candidates.items():
@@ -201,12 +239,6 @@ class ProcessTracker:
             if self._parent(proc) not in matches:
                 return proc, how
         return None
-
-    def _cwd(self, proc) -> str | None:
-        try:
-            return proc.cwd()
-        except (self.psutil.NoSuchProcess, self.psutil.AccessDenied, OSError):
-            return None  # another user's process: only an absolute work dir can name the run
 
     def _started_before(self, proc, when: float) -> bool:
         try:
