@@ -98,7 +98,7 @@ def test_found_by_its_config_with_dataloader_workers_below_it(work_dir, children
         return doc if doc and len(doc.pids) == 2 else None
 
     doc = wait_for(found_with_worker, timeout=15)
-    assert doc.pid == child.pid and doc.matched_by == "cmdline_config"  # the top-most, not the worker
+    assert doc.pid == child.pid and doc.matched_by == "cmdline_work_dir"  # the top-most, not the worker
     worker = psutil.Process(child.pid).children()[0]
     child.kill()
     wait_for(tracker.check, timeout=10)
@@ -110,8 +110,8 @@ def test_found_by_its_config_with_dataloader_workers_below_it(work_dir, children
 def test_a_process_we_did_not_start_ends_with_an_unknown_exit_code(work_dir, tmp_path):
     pid_file = tmp_path / "pid"
     # the shell starts the trainer in the background and exits: the trainer is not our child
-    subprocess.run(["sh", "-c", f'"{sys.executable}" -c "import time; time.sleep(30)" configs/{CONFIG} & echo $! > {pid_file}'],
-                   check=True)
+    trainer = f'"{sys.executable}" -c "import time; time.sleep(30)" configs/{CONFIG} --work-dir {work_dir}'
+    subprocess.run(["sh", "-c", f"{trainer} & echo $! > {pid_file}"], check=True)
     pid = int(wait_for(lambda: pid_file.read_text().strip(), timeout=10))
     try:
         tracker = ProcessTracker()
@@ -181,3 +181,44 @@ def test_gpus_map_to_the_run_through_its_processes(work_dir, children, tmp_path)
         assert value(text, "trainwarden_process_exit_code", run=run) == -9
     finally:
         agent.stop()
+
+
+def test_run_s_child_stays_the_run_s_process_with_its_exit_code(work_dir, children):
+    """Under `trainwarden run` the exit status is known: the ended child, with its code, is not replaced by a
+    process that names the work dir (its DataLoader worker outliving it a moment, or a lookalike)."""
+    child = children("-c", "import sys; sys.stdin.read()", "--work-dir", str(work_dir), stdin=subprocess.PIPE)
+    worker = children("-c", "import time; time.sleep(60)", "--work-dir", str(work_dir))
+    wait_for(lambda: psutil.Process(worker.pid).cmdline()[-1] == str(work_dir), timeout=10)
+    tracker = ProcessTracker()
+    tracker.adopt("run", child.pid)
+    child.communicate(b"", timeout=10)
+    tracker.report_exit("run", child.returncode)
+    tracker._next_search.clear()
+    tracker.discover([target(work_dir)])
+    doc = tracker.document("run")
+    assert (doc.pid, doc.up, doc.exit_code, doc.matched_by) == (child.pid, False, 0, "started_by_trainwarden")
+
+
+def test_the_workers_of_an_ended_training_are_not_a_new_one(work_dir, children, tmp_path):
+    script = tmp_path / "train.py"
+    script.write_text("import subprocess, sys, time\n"
+                      "if 'worker' not in sys.argv:\n"
+                      "    subprocess.Popen([sys.executable, __file__, *sys.argv[1:], 'worker'])\n"
+                      "time.sleep(60)\n", encoding="utf-8")
+    trainer = children(str(script), "--work-dir", str(work_dir))
+    tracker = ProcessTracker()
+
+    def found_with_worker():
+        tracker.discover([target(work_dir)])
+        tracker.check(refresh_descendants=True)
+        doc = tracker.document("run")
+        return doc if doc and len(doc.pids) == 2 else None
+
+    assert wait_for(found_with_worker, timeout=15).pid == trainer.pid
+    trainer.kill()
+    wait_for(tracker.check, timeout=10)  # ended; its worker lives on
+    tracker._next_search.clear()
+    tracker._searched.clear()
+    tracker.discover([target(work_dir)])
+    doc = tracker.document("run")
+    assert doc.pid == trainer.pid and not doc.up

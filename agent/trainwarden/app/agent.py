@@ -13,6 +13,7 @@ import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from trainwarden.app.backup import CheckpointBackup
 from trainwarden.app.documents import DocumentCache, GpuSampler
@@ -29,6 +30,9 @@ from trainwarden.judge.policy import DEFAULT_POLICY, Policy, PolicySet
 from trainwarden.model import StatusReport
 from trainwarden.outputs.metrics import CollectorStats, make_registry
 from trainwarden.outputs.notify.service import Notifier
+
+if TYPE_CHECKING:  # the lock module is imported by the commands that notify
+    from trainwarden.app.run_lock import NotifyGate
 
 log = logging.getLogger("trainwarden.app.agent")
 
@@ -59,6 +63,7 @@ class Agent:
         evaluate_interval: float = 5.0,
         evaluate_min_gap: float = 0.0,
         gpu_interval: float = 1.0,
+        notify_gate: NotifyGate | None = None,
     ) -> None:
         self.fleet = Fleet(roots)
         self.host = host_sources if host_sources is not None else HostSources()
@@ -72,7 +77,9 @@ class Agent:
         # documents are judged again at least once per `evaluate_interval` (a stall is the clock passing a deadline)
         self.documents = DocumentCache(self.fleet, policy, clock, self.gpus, bucket_seconds=evaluate_interval)
         self.backup = CheckpointBackup(self.stats)
-        evaluation = Evaluation(self.fleet, self.documents, policy, notifier, self.backup, self.stats, self.tail_lines)
+        self.notify_gate = notify_gate
+        evaluation = Evaluation(self.fleet, self.documents, policy, notifier, self.backup, self.stats, self.tail_lines,
+                                notify_gate)
         self.reader = ReadLoop(self.fleet, self.host, self.gpus, events, self.file_events, self.stats, evaluation,
                                poll_interval=poll_interval, rediscover_interval=rediscover_interval,
                                evaluate_interval=evaluate_interval, evaluate_min_gap=evaluate_min_gap,
@@ -180,4 +187,6 @@ class Agent:
         self._stopping.set()
         while self._started:
             self._started.pop()()
+        if self.notify_gate is not None:
+            self.notify_gate.close()  # the next agent of these runs notifies for them at once
         self.host.close()

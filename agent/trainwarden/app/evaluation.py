@@ -9,6 +9,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 from trainwarden.app.backup import CheckpointBackup
 from trainwarden.app.documents import DocumentCache
@@ -17,12 +18,16 @@ from trainwarden.judge.policy import Policy, PolicySet, as_policy_set
 from trainwarden.outputs.metrics import CollectorStats
 from trainwarden.outputs.notify.service import Notifier
 
+if TYPE_CHECKING:  # the lock module is imported by the commands that notify
+    from trainwarden.app.run_lock import NotifyGate
+
 log = logging.getLogger("trainwarden.app.evaluation")
 
 
 class Evaluation:
     def __init__(self, fleet: Fleet, documents: DocumentCache, policy: Policy | PolicySet, notifier: Notifier | None,
-                 backup: CheckpointBackup, stats: CollectorStats, tail_lines: Callable[[str, int], list[str]]) -> None:
+                 backup: CheckpointBackup, stats: CollectorStats, tail_lines: Callable[[str, int], list[str]],
+                 gate: NotifyGate | None = None) -> None:
         self.fleet = fleet
         self.documents = documents
         self.policies = as_policy_set(policy)
@@ -30,6 +35,7 @@ class Evaluation:
         self.backup = backup
         self.stats = stats
         self.tail_lines = tail_lines
+        self.gate = gate  # which runs this agent notifies for (one notifier per run per host: app/run_lock.py)
 
     def __call__(self) -> None:
         if self.notifier is None and not any(r.state.early_stop is not None and r.state.early_stop.triggered
@@ -39,7 +45,10 @@ class Evaluation:
         try:
             _, report = self.documents.current()
             if self.notifier is not None:
-                self.notifier.handle(report, self.tail_lines)
+                mine = self.gate.select(report, self.notifier.tracker) if self.gate is not None else report
+                self.notifier.handle(mine, self.tail_lines)
+                if self.gate is not None:
+                    self.gate.record(self.notifier.tracker)
             for run in report.runs:
                 if run.early_stopping is not None and run.early_stopping.triggered:
                     self.backup.request(run, self.policies.for_run(run.run))

@@ -42,11 +42,16 @@ def cmd_watch(args: argparse.Namespace) -> ExitCode:
     from trainwarden.ingest.host.sources import HostSources
 
     consoles = console_files(args.console)
+    notifier = build_notifier(cfg, args.notify, roots)
+    gate = None
+    if notifier is not None:  # one notifier per run on this host: `run` and other watches agree (app/run_lock.py)
+        from trainwarden.app.run_lock import NotifyGate, lock_dir
+        gate = NotifyGate(lock_dir(cfg))
     agent = Agent(roots, host, port, cfg.policies, poll_interval=poll,
                   rediscover_interval=cfg.rediscover_interval_seconds,
                   use_watchdog=cfg.file_events and not args.no_file_events,
                   host_sources=HostSources(pids={name: pid for name in cfg.runs if (pid := cfg.pid_of(name))}),
-                  notifier=build_notifier(cfg, args.notify, roots))
+                  notifier=notifier, notify_gate=gate)
     agent.fleet.consoles = [(name, path.absolute()) for name, path in consoles]
     agent.fleet.exclude = cfg.exclude
     _stop_on_signals(agent)
@@ -158,7 +163,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     if args.auto_resume < 0:
         raise UsageError("run: --auto-resume must be 0 or more")
     work = [Path(args.work_dir)] if args.work_dir else [Path.cwd()]
-    return run_supervised(args, cfg, build_notifier(cfg, args.notify, work), host, port, UsageError)
+    return run_supervised(args, cfg, build_notifier(cfg, args.notify, work), host, port, UsageError)  # locks: cli/run.py
 
 
 def cmd_bridge(args: argparse.Namespace) -> ExitCode:

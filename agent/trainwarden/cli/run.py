@@ -44,8 +44,12 @@ def run_supervised(args: argparse.Namespace, cfg, notifier, host: str, port: int
     from trainwarden.ingest.host.sources import HostSources
 
     host_sources = HostSources()
+    gate = None
+    if notifier is not None:  # `run` notifies for its run even beside a watch of it, which lets it (app/run_lock.py)
+        from trainwarden.app.run_lock import NotifyGate, lock_dir
+        gate = NotifyGate(lock_dir(cfg), supervised=work_dir)
     agent = Agent([work_dir], host, port, cfg.policies, poll_interval=0.5, rediscover_interval=1.0,
-                  host_sources=host_sources, notifier=notifier, evaluate_interval=1.0)
+                  host_sources=host_sources, notifier=notifier, evaluate_interval=1.0, notify_gate=gate)
     agent.start()
     log.info("watching %s (status on http://%s:%d/)", work_dir, *agent.address)
     if not agent.ready.wait(timeout=READY_TIMEOUT_SECONDS):  # what the work dir already holds, read before training adds

@@ -1,11 +1,18 @@
 """Find each run's training process without being told, follow it, and notice how it ends.
 
-A process belongs to a run when (in this order) the config names its PID, its command line names the run's
-config (`tools/train.py configs/x/<config>.py`, or `<work dir name>.py`, MMEngine's default work dir) or its work
-dir (`--work-dir work_dirs/<name>`), or it holds one of the run's logs open. Of several matching processes the
-top-most wins (DataLoader workers and torchrun ranks are its descendants). Its descendants are listed so GPU
-processes can be mapped to runs. When it ends, the time is kept and the exit code when this process is its parent
-(`trainwarden run`); otherwise the exit code is unknown (None).
+A process belongs to a run when the config names its PID, or it is a Python training command that names the run's
+work dir, or it holds one of the run's logs open for writing (MMEngine's and mmcv's log handlers keep it open).
+A command line names the work dir with `--work-dir X` / `--work-dir=X` (or `work_dir=X` in `--cfg-options`);
+without one, with the `work_dir` its config set (as the config dump in the log says, when the process names a
+config of the dump's file name), else with MMEngine's and mmcv's default `work_dirs/<config stem>`; a relative one
+is resolved against the process's own working folder, and the resolved paths are compared (so two trainings of one
+config, from two folders or with two work dirs, are two runs with their own processes). A config's file name alone
+never makes a process a run's: a `sleep`, a `tools/test.py`, `print_config.py` or `browse_dataset.py` naming it
+is not training. Launchers (`torchrun`, `python -m torch.distributed.launch` / `.run`, what `dist_train.sh`
+starts) are read through to the script they start. Of several matching processes the top-most wins (DataLoader
+workers and torchrun ranks are its descendants, and a training's former descendants are never taken for a new
+one). Its descendants are listed so GPU processes can be mapped to runs. When it ends, the time is kept and the
+exit code when this process is its parent (`trainwarden run`); otherwise the exit code is unknown (None).
 
 Only process ids, names and times leave this module: command lines can hold secrets.
 """
@@ -14,11 +21,13 @@ from __future__ import annotations
 
 import logging
 import os
+import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from pathlib import Path
+from pathlib import Path, PurePath, PureWindowsPath
 
+from trainwarden.ingest.host.cmdline import TrainingCommand, is_python, training_command, work_dir_candidates
 from trainwarden.model import ProcessInfo
 
 log = logging.getLogger("trainwarden.process")
@@ -31,6 +40,7 @@ class RunTarget:
     logs: list[Path] = field(default_factory=list)
     config_name: str | None = None  # the config copy MMEngine writes into the work dir
     pid: int | None = None  # given in the config file
+    configured_work_dir: str | None = None  # `work_dir = ...` of the config dump in the log, as the trainer saw it
 
 
 @dataclass
@@ -51,34 +61,82 @@ class Tracked:
                            tuple(sorted(self.pids)))
 
 
-def _norm(text: str) -> str:
-    return text.replace("\\", "/").rstrip("/").strip("'\"")
+def path_key(path: PurePath) -> str:
+    """A path as compared: absolute, resolved, in the OS's case (Windows compares without case)."""
+    try:
+        resolved = Path(path).resolve(strict=False)
+    except (OSError, RuntimeError):  # a link loop
+        resolved = Path(os.path.abspath(path))
+    return os.path.normcase(str(resolved))
 
 
-def _is_trainwarden(cmdline: list[str]) -> bool:
-    """`.../bin/trainwarden ...` or `python -m trainwarden ...` (a path that merely contains the word is not)."""
-    head = [_norm(a).rsplit("/", 1)[-1].lower() for a in cmdline[:3]]
-    return any(h in ("trainwarden", "trainwarden.exe", "trainwarden-script.py") for h in head) or (
-        len(head) >= 3 and head[1] == "-m" and head[2] == "trainwarden"
-    )
+def _absolute(written: str, cwd: Callable[[], str | None]) -> Path | None:
+    """A path as the process wrote it, against its own working folder (None: relative, and the folder unknown)."""
+    path = Path(PureWindowsPath(written)) if sys.platform == "win32" else Path(written)
+    if path.is_absolute():
+        return path
+    folder = cwd()
+    return Path(folder) / path if folder else None
 
 
-def _names_run(cmdline: list[str], target: RunTarget) -> str | None:
-    """How a Python command line names the run: its config, or its work dir next to a training script."""
-    if "python" not in _norm(cmdline[0]).rsplit("/", 1)[-1].lower() or _is_trainwarden(cmdline):
-        return None  # not a Python process, or one of our own commands (`status`, `watch` name work dirs too)
-    wd_name = target.work_dir.name
-    configs = {f"{wd_name}.py"}
-    if target.config_name:
-        configs.add(target.config_name)
-    parts = [part for arg in cmdline[1:] for part in _norm(arg).split("=")]  # also `--work-dir=x`, `work_dir=x`
-    bases = [part.rsplit("/", 1)[-1] for part in parts]
-    if any(base in configs for base in bases):
-        return "cmdline_config"
-    # a work dir alone also names tensorboard's or an editor's command line: only with a training script
-    if wd_name in bases and any("train" in base for base in bases if base != wd_name):
-        return "cmdline_work_dir"
-    return None
+class CommandLines:
+    """What each process's command line says, read once per search for all the runs looked for: the training it
+    runs, its working folder (read only when a relative path needs it) and the paths it names, resolved once."""
+
+    def __init__(self, psutil_module) -> None:
+        self.psutil = psutil_module
+        self._commands: dict[int, TrainingCommand | None] = {}
+        self._cwds: dict[int, str | None] = {}
+        self._keys: dict[tuple[int, str], tuple[str, str] | None] = {}
+
+    def command(self, pid: int, cmdline: list[str]) -> TrainingCommand | None:
+        if pid not in self._commands:
+            self._commands[pid] = training_command(cmdline) if _could_name_work_dir(cmdline) else None
+        return self._commands[pid]
+
+    def _cwd(self, pid: int, proc) -> str | None:
+        if pid not in self._cwds:
+            try:
+                self._cwds[pid] = proc.cwd()
+            except (self.psutil.NoSuchProcess, self.psutil.AccessDenied, OSError):
+                self._cwds[pid] = None  # another user's process: only an absolute work dir can name the run
+        return self._cwds[pid]
+
+    def keys(self, pid: int, proc, written: str) -> tuple[str, str] | None:
+        """(the path as written, made absolute; resolved) in the OS's case, or None (relative, cwd unknown)."""
+        if (pid, written) not in self._keys:
+            path = _absolute(written, lambda: self._cwd(pid, proc))
+            self._keys[pid, written] = None if path is None else (os.path.normcase(os.path.normpath(path)),
+                                                                   path_key(path))
+        return self._keys[pid, written]
+
+    def names_work_dir(self, pid: int, proc, cmdline: list[str], target: RunTarget, want: set[str]) -> str | None:
+        """`cmdline_work_dir` when the command line trains into the run's work dir (`want`: its path keys)."""
+        command = self.command(pid, cmdline)
+        if command is None:
+            return None
+        for written in work_dir_candidates(command, target.config_name, target.configured_work_dir):
+            keys = self.keys(pid, proc, written)
+            if keys is None:
+                continue
+            if keys[0] in want or keys[1] in want:
+                return "cmdline_work_dir"
+            if keys[1].rsplit(os.sep, 1)[-1].lower() == target.work_dir.name.lower():
+                try:  # a case-insensitive disk (macOS)
+                    if os.path.samefile(keys[1], target.work_dir):
+                        return "cmdline_work_dir"
+                except OSError:
+                    continue
+        return None
+
+
+def work_dir_keys(work_dir: Path) -> set[str]:
+    return {os.path.normcase(os.path.normpath(Path(work_dir).absolute())), path_key(work_dir)}
+
+
+def _could_name_work_dir(cmdline: list[str]) -> bool:
+    """Cheap first look (no cwd read): a Python command line with a `.py` argument or a work dir option."""
+    return is_python(cmdline) and any(a.endswith(".py") or "work_dir" in a or "work-dir" in a for a in cmdline[1:])
 
 
 # A run that has not written for this long is looked for no more (walking every process's command line and open
@@ -113,6 +171,7 @@ class ProcessTracker:
         self._searched: dict[str, tuple] = {}  # run -> what it was looked for by (its logs, config, PID)
         self._misses: dict[str, int] = {}  # run -> searches in a row that found nothing
         self._next_search: dict[str, float] = {}  # run -> not looked for again before this time
+        self._former: dict[str, tuple[set[int], float]] = {}  # run -> (pids of its ended training, when it ended)
 
     # -- discovery -------------------------------------------------------------------------------------------
     def discover(self, targets: list[RunTarget]) -> None:
@@ -128,8 +187,9 @@ class ProcessTracker:
             if proc.pid != self.own_pid and cmdline:
                 candidates[proc.pid] = (proc, cmdline)
         open_files: dict[int, set[str]] = {}  # pid -> the files it holds open, read once for all the runs
+        commands = CommandLines(self.psutil)
         for target in wanted:
-            found = self._match(target, candidates, open_files)
+            found = self._match(target, candidates, open_files, commands)
             if found is not None:
                 self._track(target.run, *found)
                 self._misses.pop(target.run, None)
@@ -141,8 +201,8 @@ class ProcessTracker:
 
     def _wants_search(self, target: RunTarget, now: float) -> bool:
         tracked = self.tracked.get(target.run)
-        if tracked is not None and tracked.up:
-            return False
+        if tracked is not None and (tracked.up or tracked.external):
+            return False  # `trainwarden run`'s child is the run's process, alive or not: its next attempt is adopted
         key = (tuple(target.logs), target.config_name, target.pid)
         if self._searched.get(target.run) != key:  # never looked for, or a new session or PID since
             self._searched[target.run] = key
@@ -152,36 +212,52 @@ class ProcessTracker:
             return False
         return _written_since(target.logs, now - SEARCH_WHILE_WRITTEN_SECONDS)
 
-    def _match(self, target: RunTarget, candidates: dict, open_files: dict[int, set[str]]) -> tuple[object, str] | None:
+    def _match(self, target: RunTarget, candidates: dict, open_files: dict[int, set[str]],
+               commands: CommandLines) -> tuple[object, str] | None:
         if target.pid is not None:
             try:
                 return self.psutil.Process(target.pid), "config_pid"
             except (self.psutil.NoSuchProcess, self.psutil.AccessDenied):
                 return None
+        former = self._former.get(target.run, (set(), 0.0))
         matches: dict[int, tuple[object, str]] = {}
+        want = work_dir_keys(target.work_dir)
         for pid, (proc, cmdline) in candidates.items():
-            how = _names_run(cmdline, target)
+            how = commands.names_work_dir(pid, proc, cmdline, target, want)
             if how:
                 matches[pid] = (proc, how)
         if not matches:
-            logs = {str(p.absolute()) for p in target.logs}
+            logs = {path_key(p) for p in target.logs}
             for pid, (proc, cmdline) in candidates.items():
                 held = self._open_files(pid, proc, cmdline, open_files)
                 if held and not held.isdisjoint(logs):
                     matches[pid] = (proc, "open_log")
+        for pid in [pid for pid in matches if pid in former[0] and self._started_before(matches[pid][0], former[1])]:
+            del matches[pid]  # a worker of the training that ended (it outlives it a moment): not a new training
         # the top-most match: its parent is not a match too
         for _pid, (proc, how) in sorted(matches.items()):
             if self._parent(proc) not in matches:
                 return proc, how
         return None
 
+    def _started_before(self, proc, when: float) -> bool:
+        try:
+            return proc.create_time() <= when
+        except (self.psutil.NoSuchProcess, self.psutil.AccessDenied):
+            return True
+
     def _open_files(self, pid: int, proc, cmdline: list[str], cache: dict[int, set[str]]) -> set[str]:
-        """The files a Python process holds open (other processes are not trainers): read once per search."""
+        """The files a Python process holds open for writing (a reader, or another program, is not the trainer):
+        read once per search. psutil knows the mode on Linux only; elsewhere every open file counts."""
         if pid not in cache:
             cache[pid] = set()
             try:
-                if "python" in cmdline[0].lower() or "python" in (proc.name() or "").lower():
-                    cache[pid] = {f.path for f in proc.open_files()}
+                if is_python(cmdline):
+                    trainer = training_command(cmdline) is not None  # not one of the tools that read a config
+                else:
+                    trainer = "python" in (proc.name() or "").lower()  # a frozen or renamed interpreter
+                if trainer:
+                    cache[pid] = {path_key(Path(f.path)) for f in proc.open_files() if getattr(f, "mode", "a") != "r"}
             except (self.psutil.NoSuchProcess, self.psutil.AccessDenied, OSError):
                 pass
         return cache[pid]
@@ -242,6 +318,7 @@ class ProcessTracker:
                 tracked.up = False
                 tracked.exit_code = code
                 tracked.ended = self.clock()
+                self._former[run] = (set(tracked.pids), tracked.ended)
                 changed = True
                 log.info("run %s: training process %d ended (exit code %s)", run, tracked.pid,
                          "unknown" if code is None else code)

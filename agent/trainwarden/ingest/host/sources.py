@@ -24,6 +24,7 @@ class HostSources:
                 logs=[s.log for s in layout.sessions if s.log is not None],
                 config_name=layout.config_file.name if layout.config_file else None,
                 pid=self.pids.get(reader.state.name),
+                configured_work_dir=reader.state.config.work_dir,  # where the trainer was told to write, as written
             ))
         return out
 

@@ -98,6 +98,27 @@ class AlertTracker:
             known["told"] = sorted(target_ids | set(known.get("told") or ()))
             self.save()
 
+    # -- one notifier per run (app/run_lock.py): what another agent notified is handed over through these ----------
+    def entries(self, run: str) -> dict[str, dict]:
+        """The run's active conditions as saved (what was notified and not yet resolved)."""
+        return {k: dict(v) for k, v in self.active.items() if v.get("run") == run}
+
+    def adopt(self, entries: dict[str, dict]) -> None:
+        """Conditions another agent notified: active here too, without a notice (their resolution comes from here)."""
+        new = {k: v for k, v in entries.items() if k not in self.active and isinstance(v, dict)}
+        if new:
+            self.active.update(new)
+            self.save()
+
+    def forget(self, run: str) -> None:
+        """Another agent notifies for the run now: its conditions leave without a resolved notice from here."""
+        gone = [k for k, v in self.active.items() if v.get("run") == run]
+        for key in gone:
+            del self.active[key]
+            self.pending.pop(key, None)
+        if gone:
+            self.save()
+
     def save(self) -> None:
         if self.path is None:
             return
