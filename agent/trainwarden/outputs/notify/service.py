@@ -127,8 +127,8 @@ class Notifier:
             if key in self._told_checked or key in fired or cond.severity == Severity.INFO:
                 continue
             known = self.tracker.active.get(key)
-            if known is None or known.get("gone_since") is not None:
-                continue  # held back (a hold), or in its resolve hold-down: not now
+            if known is None or known.get("gone_since") is not None or known.get("adopted"):
+                continue  # held back (a hold), in its resolve hold-down, or told by the agent that notified before
             self._told_checked.add(key)
             told = self.tracker.told(key)
             missing = {t.id for t in self._takers(cond.severity.value, "firing")} - (told or set())

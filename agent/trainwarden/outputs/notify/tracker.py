@@ -105,7 +105,8 @@ class AlertTracker:
 
     def adopt(self, entries: dict[str, dict]) -> None:
         """Conditions another agent notified: active here too, without a notice (their resolution comes from here)."""
-        new = {k: v for k, v in entries.items() if k not in self.active and isinstance(v, dict)}
+        # `adopted`: the other agent told its targets; a hand-over is not a change of targets (nothing is resent)
+        new = {k: {**v, "adopted": True} for k, v in entries.items() if k not in self.active and isinstance(v, dict)}
         if new:
             self.active.update(new)
             self.save()
