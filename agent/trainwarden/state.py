@@ -123,6 +123,7 @@ class RunState:
         self.last_progress_ts: float | None = None
         self.phase: str | None = None  # "train", "val", "test", "checkpoint"
         self.process: ProcessInfo | None = None  # filled by the process source when one is known
+        self.first_seen: float | None = None  # when the reader first read the run (its own clock)
         self.version = 0  # bumped by every change: readers may reuse what they built from an unchanged state
 
     # -- folding --------------------------------------------------------------------------------------------
@@ -347,4 +348,5 @@ class RunState:
                 phase=self.phase,
                 process=self.process,
                 version=self.version,
+                first_seen_timestamp=self.first_seen,
             )

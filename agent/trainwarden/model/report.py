@@ -49,6 +49,7 @@ class RunReport:
     framework: str = "unknown"
     config: str | None = None
     state: RunState = RunState.UNKNOWN
+    history: bool = False  # quiet for longer than `history_after_seconds` when first seen: never notified, never red
     epoch: int | None = None
     max_epochs: int | None = None
     epoch_iteration: int | None = None

@@ -238,6 +238,7 @@ class RunSnapshot:
     phase: str | None  # "train", "val", "test", "checkpoint"
     process: ProcessInfo | None
     version: int = 0
+    first_seen_timestamp: float | None = None  # when the agent first read the run (wall clock): history or live
 
     # -- the newest train line ------------------------------------------------------------------------------
     @property

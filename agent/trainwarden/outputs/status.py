@@ -36,6 +36,7 @@ def run_report(snap: RunSnapshot, j: Judgement) -> RunReport:
     )
     return RunReport(
         run=snap.run, work_dir=snap.work_dir, framework=snap.framework, config=snap.config_file, state=j.state,
+        history=j.history,
         epoch=snap.epoch, max_epochs=snap.max_epochs,
         epoch_iteration=latest.epoch_iteration if latest else None,
         iterations_per_epoch=snap.iterations_per_epoch, iteration=snap.iteration, max_iterations=snap.max_iterations,
