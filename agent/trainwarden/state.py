@@ -132,6 +132,7 @@ class RunState:
         self._attempt_first_iteration: int | None = None  # the current attempt's first logged iteration
         self._trained_sessions: set[str] = set()  # sessions that logged a train line
         self._resumed_sessions: set[str] = set()  # sessions that resumed (`resumed epoch`, `Auto resumed from`)
+        self._latest_session: str | None = None  # the session of the newest train line: iterations only go up in it
         self.version = 0  # bumped by every change: readers may reuse what they built from an unchanged state
 
     # -- folding --------------------------------------------------------------------------------------------
@@ -271,6 +272,11 @@ class RunState:
         iteration = count(rec.iteration)
         if epoch is not None and epoch_iteration is not None and self.iterations_per_epoch:
             iteration = count((epoch - 1) * self.iterations_per_epoch + epoch_iteration)
+        if (session == self._latest_session and not rec.sampled and iteration is not None
+                and self.latest_iteration is not None and iteration < self.latest_iteration):
+            self._progress(ts, "train")  # behind the session's own position: not a step of this run (alive, though)
+            return
+        self._latest_session = session
         if self.early_stop and self.early_stop.triggered and self.early_stop.session not in (None, session):
             self.early_stop = replace(self.early_stop, triggered=False)  # a later session trains again
         values, nonfinite = split_finite(rec.values)
