@@ -171,7 +171,7 @@ def test_an_mmseg0_evaluation_line_is_an_evaluation_at_the_runs_iteration():
     assert (evaluation.mode, evaluation.iteration, evaluation.metrics["mIoU"]) == ("val", 16000, 0.4183)
 
 
-def test_the_iteration_never_goes_backwards_within_a_session():
+def test_an_iteration_loop_never_goes_backwards_within_a_session():
     state = RunState("r", "/w", "mmengine")
     its = [TrainRecord(T0 + k, None, None, None, it, 3000, {"loss": 0.3}, 100.0) for k, it in enumerate((100, 150, 50))]
     state.apply_all(its, "s1")

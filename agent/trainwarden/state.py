@@ -272,9 +272,10 @@ class RunState:
         iteration = count(rec.iteration)
         if epoch is not None and epoch_iteration is not None and self.iterations_per_epoch:
             iteration = count((epoch - 1) * self.iterations_per_epoch + epoch_iteration)
-        if (session == self._latest_session and not rec.sampled and iteration is not None
+        if (epoch is None and session == self._latest_session and not rec.sampled and iteration is not None
                 and self.latest_iteration is not None and iteration < self.latest_iteration):
-            self._progress(ts, "train")  # behind the session's own position: not a step of this run (alive, though)
+            # an iteration loop behind its session's own position: not a step of this run (alive, though)
+            self._progress(ts, "train")
             return
         self._latest_session = session
         if self.early_stop and self.early_stop.triggered and self.early_stop.session not in (None, session):
