@@ -76,8 +76,12 @@ def test_a_run_killed_mid_epoch_still_pages(tmp_path, process):
     assert pages(j) == ["TrainingStalled" if process is None else "TrainingProcessExited"]
 
 
-def test_a_non_zero_exit_is_a_crash_even_after_the_last_epoch(tmp_path):
+def test_a_non_zero_exit_is_a_crash_unless_the_log_shows_the_end(tmp_path):
+    # after the last checkpoint and validation a crash on the way out lost no training ("exited before training
+    # ended" would be false); where the log cannot tell, the exit code decides
     snap = read(work_dir_of("normal", tmp_path), exited(1))
+    assert judge(snap, DEFAULT_POLICY, snap.last_timestamp + 60).state == "finished"
+    snap = read(work_dir_of("fast", tmp_path), exited(1))
     j = judge(snap, DEFAULT_POLICY, snap.last_timestamp + 60)
     assert j.state == "crashed" and pages(j) == ["TrainingProcessExited"]
 
@@ -169,3 +173,21 @@ def test_a_run_that_goes_quiet_while_watched_still_pages(tmp_path):
     snap = reader.state.snapshot()
     j = judge(snap, DEFAULT_POLICY, snap.last_timestamp + 30 * 86400)  # and a month has passed since
     assert not j.history and j.state == "stalled" and pages(j) == ["TrainingStalled"]
+
+
+def test_a_normal_end_of_unstated_length_is_finished_once_its_last_validation_is_in(tmp_path):
+    # while the process is still up (its after-run hooks), right after the last validation
+    up = ProcessInfo(4242, "python", True, "started_by_trainwarden", None, None, None, (4242,))
+    snap = read(work_dir_of("normal", tmp_path), up)
+    assert judge(snap, DEFAULT_POLICY, snap.last_timestamp + 1).state == "finished"
+
+
+def test_the_last_epoch_before_its_validation_is_not_finished_yet(tmp_path):
+    work = work_dir_of("normal", tmp_path)
+    log = next(work.glob("*/*.log"))
+    lines = log.read_text(encoding="utf-8").splitlines(keepends=True)
+    cut = max(i for i, line in enumerate(lines) if "Epoch(train) [5][40/40]" in line)
+    log.write_text("".join(lines[: cut + 1]), encoding="utf-8")  # the last train line: checkpoint and val to come
+    up = ProcessInfo(4242, "python", True, "started_by_trainwarden", None, None, None, (4242,))
+    snap = read(work, up)
+    assert judge(snap, DEFAULT_POLICY, snap.last_timestamp + 1).state == "running"

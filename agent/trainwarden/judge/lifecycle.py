@@ -146,7 +146,7 @@ def lifecycle(snap: RunSnapshot, policy: Policy, now: float) -> Lifecycle:
 
     if es is not None and es.triggered:
         return judged(RunState.EARLY_STOPPED)
-    if end and (final_eval or not evals_expected) and length_known(snap):
+    if end and (final_eval or not evals_expected):
         return judged(RunState.FINISHED)
     if process is not None and not process.up:
         return judged(_exited(end, process.exit_code))
