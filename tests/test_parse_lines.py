@@ -348,7 +348,7 @@ def test_an_mmseg0_evaluation_in_a_train_line_is_an_evaluation():
     # real: mmdet2x_retinanet_voc/20230208_061338.log (a loss: a train line whatever else it holds)
     "Epoch [1][50/4139]\tlr: 1.082e-03, eta: 9:13:28, time: 1.609, data_time: 0.057, memory: 19914, "
     "loss_cls: 1.1122, loss_bbox: 0.2325, loss: 1.3447",
-    # a public MMSeg 0.11 / mmcv 1.5 train line (devnani3/Swin-Transformer-Semantic-Segmentation, work_dirs log)
+    # a train line of a public MMSeg 0.11 / mmcv 1.5 log (`work_dirs/bisa_baseline`), found with the code search
     "Iter [50/320000]\tlr: 9.799e-07, eta: 1 day, 12:18:25, time: 0.409, data_time: 0.011, memory: 35360, "
     "decode.loss_seg: 4.0467, decode.acc_seg: 0.4610, aux.loss_seg: 1.6049, aux.acc_seg: 0.4820, loss: 5.6517",
     # no loss and no metric: still a train step (only progress keys)
