@@ -18,7 +18,7 @@ CONTRACT = {
     "critical": {"TrainingLossExplosion", "TrainingLossNotFinite", "TrainingCUDAOutOfMemory", "TrainingProcessExited",
                  "TrainingStalled", "TrainingTargetMissed", "TrainingDegraded", "TrainwardenAgentDown"},
     "warning": {"TrainingLossRising", "TrainingLossOutOfRange", "TrainingAccuracyLow", "TrainingGradNormHigh",
-                "TrainingEvaluationBelowTarget", "TrainingStagnant", "TrainingEarlyStopRisk",
+                "TrainingEvaluationBelowTarget", "TrainingStagnant", "TrainingEarlyStopRisk", "TrainingEndedUnconfirmed",
                 "TrainingLearningRateCollapsed", "GPUTemperatureHigh", "GPUMemoryNearlyFull",
                 "TrainwardenCollectorFailing", "TrainwardenNotificationsFailing"},
     "info": {"TrainingEvaluationCompleted", "TrainingTargetReached", "TrainingFinished", "TrainingEarlyStopped"},

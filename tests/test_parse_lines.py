@@ -327,3 +327,32 @@ def test_clock_offset_between_the_trainer_and_us():
     assert clock_offset(now + 400 * 86400, now - 10, now) == 0  # far beyond any zone: not a zone
     header = split_header("2023/06/11 19:47:26 - mmengine - INFO - x", 2023, offset=3600)
     assert header.ts == split_header("2023/06/11 19:47:26 - mmengine - INFO - x", 2023).ts + 3600
+
+
+# -- MMSeg 0.x (mmcv IterBasedRunner): an evaluation written as a train line (issue 12, finding 11) ------------
+# The shape issue 12 quotes from a 160000-iteration MMSeg 0.x run (no public copy of such a log was found: the
+# model zoo's .log.json files are not on GitHub): the iteration in it (500, the validation images) is not the run's.
+MMSEG0_EVAL_TEXT = "Iter [500/160000]\tlr: 9.969e-03, aAcc: 0.7926, mIoU: 0.4183, mAcc: 0.5221, IoU.road: 0.9512"
+MMSEG0_EVAL_JSON = ('{"mode": "train", "epoch": 1, "iter": 500, "lr": 0.00997, "aAcc": 0.7926, "mIoU": 0.4183, '
+                    '"mAcc": 0.5221, "IoU.road": 0.9512}')
+
+
+def test_an_mmseg0_evaluation_in_a_train_line_is_an_evaluation():
+    rec = parse_message(MMSEG0_EVAL_TEXT, 1.0)
+    assert rec == EvalRecord(1.0, "val", None, None, {"aAcc": 0.7926, "mIoU": 0.4183, "mAcc": 0.5221, "IoU.road": 0.9512})
+    assert parse_mmcv_json_line(MMSEG0_EVAL_JSON) == EvalRecord(
+        None, "val", None, None, {"aAcc": 0.7926, "mIoU": 0.4183, "mAcc": 0.5221, "IoU.road": 0.9512})
+
+
+@pytest.mark.parametrize("message", [
+    # real: mmdet2x_retinanet_voc/20230208_061338.log (a loss: a train line whatever else it holds)
+    "Epoch [1][50/4139]\tlr: 1.082e-03, eta: 9:13:28, time: 1.609, data_time: 0.057, memory: 19914, "
+    "loss_cls: 1.1122, loss_bbox: 0.2325, loss: 1.3447",
+    # a train line of a public MMSeg 0.11 / mmcv 1.5 log (`work_dirs/bisa_baseline`), found with the code search
+    "Iter [50/320000]\tlr: 9.799e-07, eta: 1 day, 12:18:25, time: 0.409, data_time: 0.011, memory: 35360, "
+    "decode.loss_seg: 4.0467, decode.acc_seg: 0.4610, aux.loss_seg: 1.6049, aux.acc_seg: 0.4820, loss: 5.6517",
+    # no loss and no metric: still a train step (only progress keys)
+    "Iter [100/3000]\tlr: 1.0e-02, eta: 0:10:00, time: 0.2, data_time: 0.01",
+])
+def test_train_lines_with_a_loss_or_without_metrics_stay_train_lines(message):
+    assert isinstance(parse_message(message, 1.0), TrainRecord)

@@ -151,3 +151,28 @@ def test_the_first_validation_gets_time_even_without_progress_lines():
     state = run_with([*lines, CheckpointSaved(end + 5, "epoch", 1)])  # mmcv: checkpoint, then a silent validation
     assert judge(state, end + 1500).state == "running"
     assert judge(state, end + 1806).state == "stalled"
+
+
+def test_an_mmseg0_evaluation_line_is_an_evaluation_at_the_runs_iteration():
+    """mmcv's IterBasedRunner (MMSeg 0.x) writes its evaluation as `Iter [500/160000]  lr: ..., aAcc: ...`: the
+    run stays at its own iteration and the evaluation is at it (issue 12, finding 11)."""
+    from trainwarden.parse.messages import parse_message
+
+    state = RunState("r", "/w", "mmcv")
+    lines = [f"Iter [{it}/160000]\tlr: 9.9e-03, eta: 1 day, 2:00:00, time: 0.6, data_time: 0.01, memory: 7999, "
+             f"decode.loss_ce: 0.5, decode.acc_seg: 80.0, loss: 0.5" for it in range(15900, 16001, 50)]
+    lines.append("Iter [500/160000]\tlr: 9.969e-03, aAcc: 0.7926, mIoU: 0.4183, mAcc: 0.5221")
+    lines.append("Iter [16050/160000]\tlr: 9.9e-03, eta: 1 day, 2:00:00, time: 0.6, data_time: 0.01, memory: 7999, "
+                 "decode.loss_ce: 0.5, decode.acc_seg: 80.0, loss: 0.5")
+    state.apply_all([parse_message(line, T0 + k) for k, line in enumerate(lines)], "s1")
+    snap = state.snapshot()
+    assert snap.iteration == 16050 and snap.max_iterations == 160000
+    (evaluation,) = snap.evaluations
+    assert (evaluation.mode, evaluation.iteration, evaluation.metrics["mIoU"]) == ("val", 16000, 0.4183)
+
+
+def test_an_iteration_loop_never_goes_backwards_within_a_session():
+    state = RunState("r", "/w", "mmengine")
+    its = [TrainRecord(T0 + k, None, None, None, it, 3000, {"loss": 0.3}, 100.0) for k, it in enumerate((100, 150, 50))]
+    state.apply_all(its, "s1")
+    assert state.snapshot().iteration == 150

@@ -75,8 +75,11 @@ def test_status_page_in_headless_chromium(tmp_path):
     root = tmp_path / "runs"
     shutil.copytree(REAL / "mmdet2x_retinanet_voc", root / "mmdet2x_retinanet_voc")
     shutil.copytree(REAL / "mmengine_iter_mmseg_v0.7.3", root / "mmengine_iter_mmseg_v0.7.3")
-    agent = subprocess.Popen([sys.executable, "-m", "trainwarden", "watch", str(root), "--web.listen-address",
-                              f"127.0.0.1:{port}"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    cfg = tmp_path / "live.yml"  # judged as if watched while they ran (years-old runs are history: never red)
+    cfg.write_text("policy:\n  history_after_seconds: 1.0e+12\n", encoding="utf-8")
+    agent = subprocess.Popen([sys.executable, "-m", "trainwarden", "watch", str(root), "--config.file", str(cfg),
+                              "--web.listen-address", f"127.0.0.1:{port}"], stdout=subprocess.DEVNULL,
+                             stderr=subprocess.DEVNULL)
     try:
         def dom():
             out = subprocess.run([chromium, "--headless", "--no-sandbox", "--disable-gpu",

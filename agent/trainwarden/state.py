@@ -15,6 +15,7 @@ from dataclasses import dataclass, field, replace
 from trainwarden.model import (
     ERROR_KINDS,
     FILE_EVENTS,
+    Attempt,
     BestCheckpointLine,
     BestCheckpointRemoved,
     BestCheckpointSaved,
@@ -54,6 +55,8 @@ HISTORY_POINTS = 1024
 MAX_EVALUATIONS = 10000
 RECENT_ERRORS = 50
 PACE_SAMPLES = 64
+MAX_ATTEMPTS = 20  # earlier trainings in one work dir kept in the state
+ATTEMPT_EVALUATIONS = 100  # evaluations kept of each earlier attempt
 
 
 class DecimatingHistory:
@@ -123,6 +126,13 @@ class RunState:
         self.last_progress_ts: float | None = None
         self.phase: str | None = None  # "train", "val", "test", "checkpoint"
         self.process: ProcessInfo | None = None  # filled by the process source when one is known
+        self.first_seen: float | None = None  # when the reader first read the run (its own clock)
+        self.attempts: deque[Attempt] = deque(maxlen=MAX_ATTEMPTS)  # earlier trainings in this work dir
+        self.attempt_start: float | None = None  # the current attempt's first session start (None: the first)
+        self._attempt_first_iteration: int | None = None  # the current attempt's first logged iteration
+        self._trained_sessions: set[str] = set()  # sessions that logged a train line
+        self._resumed_sessions: set[str] = set()  # sessions that resumed (`resumed epoch`, `Auto resumed from`)
+        self._latest_session: str | None = None  # the session of the newest train line: iterations only go up in it
         self.version = 0  # bumped by every change: readers may reuse what they built from an unchanged state
 
     # -- folding --------------------------------------------------------------------------------------------
@@ -167,7 +177,10 @@ class RunState:
             pass  # what is on disk is rescanned (set_checkpoints): the line adds nothing
         elif isinstance(rec, CheckpointLoaded):
             self.last_loaded = LoadedCheckpoint(text(rec.path), rec.auto_resume, ts)
+            if rec.auto_resume:
+                self._resumed_sessions.add(session)
         elif isinstance(rec, Resumed):
+            self._resumed_sessions.add(session)
             self.resumes.append(Resume(count(rec.epoch), count(rec.iteration), ts, text(session)))
             self.recent.clear()
             self._last_train_ts = None
@@ -198,7 +211,58 @@ class RunState:
         if ts is not None and (self.last_progress_ts is None or ts > self.last_progress_ts):
             self.last_progress_ts = ts
 
+    def _starts_over(self, rec: TrainRecord, session: str) -> bool:
+        """The first train line of a session that trains again from the start, not resuming: a new attempt."""
+        if session in self._trained_sessions:
+            return False
+        self._trained_sessions.add(session)
+        if self.latest is None or session in self._resumed_sessions:
+            return False
+        epoch, iteration = count(rec.epoch), count(rec.iteration)
+        if epoch is not None:
+            return epoch <= 1
+        first = self._attempt_first_iteration
+        return iteration is not None and first is not None and iteration <= first
+
+    def _new_attempt(self, session: str) -> None:
+        """Close the current attempt (kept as a summary) and start the next from nothing: its progress,
+        evaluations, checkpoints and early stop are its own. Counters and errors stay: they count the whole log."""
+        start = self.sessions.get(session)
+        earlier = [e for e in self.evaluations.values()][-ATTEMPT_EVALUATIONS:]
+        latest = self.latest.point if self.latest else None
+        self.attempts.append(Attempt(
+            sessions=tuple(k for k, v in sorted(self.sessions.items(), key=lambda kv: kv[1] or 0)
+                           if k != session and self._in_attempt(v)),
+            start_timestamp=self.attempt_start if self.attempt_start is not None else self.first_ts,
+            last_timestamp=max((t for t in (latest.timestamp if latest else None, *(e.timestamp for e in earlier[-1:]),
+                                            self.last_saved.timestamp if self.last_saved else None) if t is not None),
+                               default=None),
+            epoch=latest.epoch if latest else None, iteration=latest.iteration if latest else None,
+            last_saved=self.last_saved, evaluations=tuple(earlier),
+        ))
+        self.attempt_start = start
+        self._attempt_first_iteration = None
+        self.latest = None
+        self.latest_iteration = None
+        self.max_iterations = None
+        self.recent.clear()
+        self.history = DecimatingHistory()
+        self.pace.clear()
+        self._last_train_ts = self._train_end_ts = None
+        self.evaluations = {}
+        self.last_saved = None
+        self.best = None
+        self.last_loaded = None
+        self.resumes.clear()
+        self.early_stop = None
+
+    def _in_attempt(self, session_start: float | None) -> bool:
+        start = self.attempt_start
+        return start is None or session_start is None or session_start >= start
+
     def _train(self, rec: TrainRecord, ts: float | None, session: str) -> None:
+        if self._starts_over(rec, session):
+            self._new_attempt(session)
         per_epoch = count(rec.iterations_per_epoch)
         if per_epoch:
             self.iterations_per_epoch = per_epoch
@@ -208,12 +272,20 @@ class RunState:
         iteration = count(rec.iteration)
         if epoch is not None and epoch_iteration is not None and self.iterations_per_epoch:
             iteration = count((epoch - 1) * self.iterations_per_epoch + epoch_iteration)
+        if (epoch is None and session == self._latest_session and not rec.sampled and iteration is not None
+                and self.latest_iteration is not None and iteration < self.latest_iteration):
+            # an iteration loop behind its session's own position: not a step of this run (alive, though)
+            self._progress(ts, "train")
+            return
+        self._latest_session = session
         if self.early_stop and self.early_stop.triggered and self.early_stop.session not in (None, session):
             self.early_stop = replace(self.early_stop, triggered=False)  # a later session trains again
         values, nonfinite = split_finite(rec.values)
         point = TrainPoint(ts, epoch, iteration, values, nonfinite)
         self.latest = LatestTrain(point, epoch_iteration, per_epoch, finite(rec.eta_seconds))
         self.latest_iteration = iteration
+        if self._attempt_first_iteration is None:
+            self._attempt_first_iteration = iteration
         self._train_end_ts = None if rec.sampled else ts  # a sample is not the line right before an eval
         self.history.add(point)
         if rec.sampled:
@@ -337,7 +409,7 @@ class RunState:
                 resumes=tuple(self.resumes),
                 early_stop_log=self.early_stop,
                 checkpoint_dir=self.checkpoint_dir,
-                checkpoints=self.checkpoint_files,
+                checkpoints=self._attempt_checkpoints(),
                 last_checkpoint_file=self.last_checkpoint_file,
                 recent_errors=tuple(self.recent_errors),
                 last_error_timestamps=dict(self.last_error_ts),
@@ -347,4 +419,15 @@ class RunState:
                 phase=self.phase,
                 process=self.process,
                 version=self.version,
+                first_seen_timestamp=self.first_seen,
+                attempts=tuple(self.attempts),
+                attempt_start_timestamp=self.attempt_start,
             )
+
+    def _attempt_checkpoints(self) -> tuple[Checkpoint, ...]:
+        """The checkpoints on disk the current attempt saved: written after it began (an earlier attempt's
+        `epoch_5.pth` is not this one's newest checkpoint)."""
+        start = self.attempt_start
+        if start is None:
+            return self.checkpoint_files
+        return tuple(c for c in self.checkpoint_files if c.mtime >= start)

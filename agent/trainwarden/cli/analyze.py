@@ -24,6 +24,7 @@ def run_analyze(path: Path, run: str | None, cfg, as_json: bool, html_file: Path
         raise LookupError(f"{path} holds {len(work_dirs)} matching runs (found: {found}): name one with --run")
     wd = work_dirs[0]
     reader = RunReader(describe(wd, names[wd]), cold_scan=False)  # every line: the whole history for the plots
+    reader.state.first_seen = None  # a post-mortem the user asked for: judged in full, never set aside as history
     reader.refresh()
     snap = reader.state.snapshot()
     policy = cfg.policies.for_run(snap.run)

@@ -18,6 +18,7 @@ from trainwarden.ingest.files.lines import last_lines
 from trainwarden.ingest.files.scan import scan_file
 from trainwarden.ingest.files.tail import FileTailer, TailBatch
 from trainwarden.model import ErrorLine, Record
+from trainwarden.parse.configdump import parse_config_dump
 from trainwarden.parse.formats import by_name
 from trainwarden.parse.formats.base import Format, LineParser, ParseContext, Role
 from trainwarden.parse.prefix import clock_offset
@@ -77,6 +78,7 @@ class RunReader:
     def __init__(self, layout: RunLayout, cold_scan: bool = True) -> None:
         self.layout = layout
         self.state = RunState(layout.name, str(layout.work_dir), layout.framework)
+        self.state.first_seen = time.time()  # a run quiet for long before this is history (judge/lifecycle.py)
         self.cold_scan = cold_scan
         self._sources: dict[Path, _Source] = {}
         self._source_names: set[str] = set()  # the same paths as text: `watches` runs for every file event
@@ -119,8 +121,32 @@ class RunReader:
         for file in [*self.layout.run_files, *(FormatFile(p, CONSOLE) for p in self._extra_consoles)]:
             self._ensure(file, file.path.name)
         changed = self.poll()
+        self._read_config_copies()
         self.rescan_checkpoints()
         return changed
+
+    def _read_config_copies(self) -> None:
+        """A log without a config dump (a Runner built in Python logs none) still has the config MMEngine dumps
+        beside it (`<ts>/vis_data/config.py`, `<work_dir>/<name>.py`): its length is read from there."""
+        st = self.state
+        if st.config.max_epochs or st.config.max_iterations:
+            return
+        copies = [self.layout.work_dir / s.id / "vis_data" / "config.py" for s in reversed(self.layout.sessions)]
+        if self.layout.config_file is not None:
+            copies.append(self.layout.config_file)
+        for path in copies:
+            try:
+                stat = path.stat()
+                if self._dumps.get(path) == stat.st_mtime or stat.st_size > MAX_DUMP_BYTES:
+                    continue
+                text = path.read_text(encoding="utf-8", errors="replace")
+            except OSError:
+                continue
+            self._dumps[path] = stat.st_mtime
+            facts = parse_config_dump(text)
+            if facts.max_epochs or facts.max_iterations:
+                st.apply_all([facts], "config")
+                return
 
     def _ensure(self, file: FormatFile, session: str) -> None:
         if file.path in self._sources:

@@ -25,7 +25,7 @@ from trainwarden.model import (
     Severity,
 )
 
-ENDED = (RunState.FINISHED, RunState.EARLY_STOPPED, RunState.CRASHED)
+ENDED = (RunState.FINISHED, RunState.EARLY_STOPPED, RunState.CRASHED, RunState.ENDED, RunState.INTERRUPTED)
 
 
 def run_gpus(snap: RunSnapshot, gpus: tuple[GpuSample, ...] | list[GpuSample]) -> tuple[RunGpu, ...]:
@@ -83,6 +83,8 @@ def judge(snap: RunSnapshot, policy: Policy, now: float, gpus: tuple[GpuSample, 
     by_index = {g.index: g for g in gpus}
     for used in mine:  # a hot GPU makes the run on it yellow too (the guide's green needs < 80 °C)
         conditions += [c.for_run(snap.run) for c in gpu_conditions(by_index[used.index], policy, now)]
+    if life.history:  # shown and exported, never a page: only its information stays
+        conditions = [c for c in conditions if c.severity == Severity.INFO]
     conditions.sort(key=lambda c: (c.severity.rank, c.alert))
     health = Health.of_severities(c.severity for c in conditions)
     top = next((c for c in conditions if c.severity in (Severity.CRITICAL, Severity.WARNING)), None)
@@ -91,7 +93,7 @@ def judge(snap: RunSnapshot, policy: Policy, now: float, gpus: tuple[GpuSample, 
         state=life.state, stall_seconds=life.stall_seconds, reached_end=life.reached_end, eval_key=key,
         targets_apply=applies, targets=tuple(targets), best=best, loss_trend=trend, early_stop=story, verdict=decided,
         conditions=tuple(conditions), health=health, advice=shown_advice, gpus=mine,
-        policy=policy_view(policy, life.stall_seconds, applies),
+        policy=policy_view(policy, life.stall_seconds, applies), history=life.history,
     )
 
 

@@ -34,6 +34,8 @@ class Policy:
     # ...and this long while the run's pace is not known yet: before its second logged line, and during its first
     # validation (mmcv logs no progress while it validates).
     stall_unknown_seconds: float = 1800.0
+    # A run already quiet this long when the agent first sees it is history: shown, never paged (lifecycle.py).
+    history_after_seconds: float = 86400.0
     # -- training (healthy ranges while training, epochs 1-5) ------------------------------------------------------
     loss_max: float = 1.0  # a logged loss (a 50-iteration mean) above this is an explosion: red at once
     loss_rise_ratio: float = 0.10  # short-term mean above the longer-term mean by more than this: yellow

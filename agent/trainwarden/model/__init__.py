@@ -35,6 +35,7 @@ from trainwarden.model.records import (
 )
 from trainwarden.model.report import EvaluationReport, GpuReport, HostPolicy, LogReport, RunReport, StatusReport
 from trainwarden.model.snapshot import (
+    Attempt,
     BestCheckpointLine,
     Checkpoint,
     EarlyStopLog,
@@ -57,7 +58,7 @@ from trainwarden.model.snapshot import (
 )
 
 __all__ = [
-    "ERROR_KINDS", "FILE_EVENTS", "VERDICTS", "BestCheckpointLine", "BestCheckpointRemoved", "BestCheckpointSaved",
+    "ERROR_KINDS", "FILE_EVENTS", "VERDICTS", "Attempt", "BestCheckpointLine", "BestCheckpointRemoved", "BestCheckpointSaved",
     "BestEvaluation",
     "Checkpoint", "CheckpointDir", "CheckpointLoaded", "CheckpointSaved", "Condition", "ConfigFacts", "EarlyStopCheck",
     "EarlyStopLog", "EarlyStopPoint", "EarlyStopStory", "EarlyStopTriggered", "EarlyStopping", "ErrorEvent", "ErrorLine",

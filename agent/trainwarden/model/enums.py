@@ -51,6 +51,8 @@ class RunState(_Named):
     CRASHED = "crashed"
     STALLED = "stalled"
     EARLY_STOPPED = "early_stopped"
+    INTERRUPTED = "interrupted"  # a history run (quiet since before the agent first saw it) that did not end
+    ENDED = "ended"  # training stopped and the log does not say whether it completed
     UNKNOWN = "unknown"
 
 

@@ -137,6 +137,7 @@ class Judgement:
     advice: str
     gpus: tuple[RunGpu, ...]
     policy: PolicyView
+    history: bool = False  # quiet since long before the agent first saw it: shown, never paged
 
 
 @dataclass(frozen=True, slots=True)

@@ -14,7 +14,16 @@ from typing import Any
 
 from trainwarden.model.enums import Health, RunState
 from trainwarden.model.judgement import BestEvaluation, Condition, EarlyStopStory, LossTrend, PlanBCheck, PolicyView, RunGpu
-from trainwarden.model.snapshot import Checkpoint, EarlyStopping, ErrorEvent, GpuSample, ProcessInfo, Resume, SavedCheckpoint
+from trainwarden.model.snapshot import (
+    Attempt,
+    Checkpoint,
+    EarlyStopping,
+    ErrorEvent,
+    GpuSample,
+    ProcessInfo,
+    Resume,
+    SavedCheckpoint,
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -49,6 +58,7 @@ class RunReport:
     framework: str = "unknown"
     config: str | None = None
     state: RunState = RunState.UNKNOWN
+    history: bool = False  # quiet for longer than `history_after_seconds` when first seen: never notified, never red
     epoch: int | None = None
     max_epochs: int | None = None
     epoch_iteration: int | None = None
@@ -95,6 +105,8 @@ class RunReport:
     last_progress_timestamp_seconds: float | None = None
     log_last_write_timestamp_seconds: float | None = None
     sessions: tuple[str, ...] = ()
+    attempts: tuple[Attempt, ...] = ()  # earlier trainings in this work dir (new starts, not resumes), oldest first
+    attempt_start_timestamp_seconds: float | None = None  # when the current attempt began (null: the run's only one)
     resumes: tuple[Resume, ...] = ()
     log_files: tuple[str, ...] = ()
     log: LogReport = field(default_factory=LogReport)

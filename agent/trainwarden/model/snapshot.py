@@ -87,6 +87,20 @@ class SavedCheckpoint:
 
 
 @dataclass(frozen=True, slots=True)
+class Attempt:
+    """An earlier training in the same work dir: a session that started again from the first epoch (or the
+    first logged iteration) without a resume ends it. What it reached, never mixed into the current attempt."""
+
+    sessions: tuple[str, ...]
+    start_timestamp: float | None
+    last_timestamp: float | None
+    epoch: int | None
+    iteration: int | None
+    last_saved: SavedCheckpoint | None
+    evaluations: tuple[Evaluation, ...]  # its validations and tests (the last 100)
+
+
+@dataclass(frozen=True, slots=True)
 class BestCheckpointLine:
     """What the log says of the best checkpoint (MMEngine's CheckpointHook, mmcv's EvalHook)."""
 
@@ -239,6 +253,9 @@ class RunSnapshot:
     phase: str | None  # "train", "val", "test", "checkpoint"
     process: ProcessInfo | None
     version: int = 0
+    first_seen_timestamp: float | None = None  # when the agent first read the run (wall clock): history or live
+    attempts: tuple[Attempt, ...] = ()  # earlier trainings in this work dir, oldest first (state.py)
+    attempt_start_timestamp: float | None = None  # when the current attempt's first session began
 
     # -- the newest train line ------------------------------------------------------------------------------
     @property

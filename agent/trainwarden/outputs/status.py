@@ -36,6 +36,7 @@ def run_report(snap: RunSnapshot, j: Judgement) -> RunReport:
     )
     return RunReport(
         run=snap.run, work_dir=snap.work_dir, framework=snap.framework, config=snap.config_file, state=j.state,
+        history=j.history,
         epoch=snap.epoch, max_epochs=snap.max_epochs,
         epoch_iteration=latest.epoch_iteration if latest else None,
         iterations_per_epoch=snap.iterations_per_epoch, iteration=snap.iteration, max_iterations=snap.max_iterations,
@@ -55,7 +56,8 @@ def run_report(snap: RunSnapshot, j: Judgement) -> RunReport:
         stall_after_seconds=j.stall_seconds, start_timestamp_seconds=snap.first_timestamp,
         last_progress_timestamp_seconds=snap.last_progress_timestamp,
         log_last_write_timestamp_seconds=snap.log_last_write_timestamp,
-        sessions=tuple(s.id for s in snap.sessions), resumes=snap.resumes, log_files=tuple(snap.log_files),
+        sessions=tuple(s.id for s in snap.sessions), attempts=snap.attempts,
+        attempt_start_timestamp_seconds=snap.attempt_start_timestamp, resumes=snap.resumes, log_files=tuple(snap.log_files),
         log=LogReport(snap.counts.lines_total, snap.counts.parse_errors_total, snap.counts.decode_fallbacks_total,
                       snap.counts.errors_total, snap.counts.file_events_total, snap.recent_errors[-10:],
                       snap.last_error_timestamps),

@@ -10,6 +10,7 @@ import json
 
 from trainwarden.model import EvalRecord, Record, TrainRecord
 from trainwarden.parse.configdump import parse_config_dump
+from trainwarden.parse.messages import evaluation_in_train_line
 
 _NON_METRIC = frozenset({"step", "epoch", "iter", "lr", "base_lr", "time", "data_time", "memory", "mode", "eta"})
 
@@ -72,6 +73,9 @@ def parse_mmcv_json_line(line: str) -> Record | None:
     it = row.get("iter") if isinstance(row.get("iter"), int) else None
     if row["mode"] == "train":
         values = {k: v for k, v in values.items() if k not in ("epoch", "iter")}
+        evaluated = evaluation_in_train_line(values)
+        if evaluated is not None:  # MMSeg 0.x: an evaluation written as a train row; its `iter` is not the run's
+            return EvalRecord(None, "val", None, None, evaluated)
         if epoch is not None:
             return TrainRecord(None, epoch, it, None, None, None, values, None)
         return TrainRecord(None, None, None, None, it, None, values, None)

@@ -91,6 +91,20 @@ def parse_items(text: str) -> tuple[dict[str, float], float | None]:
     return values, eta
 
 
+def is_loss_key(key: str) -> bool:
+    return "loss" in key.rsplit(".", 1)[-1]
+
+
+def evaluation_in_train_line(values: dict[str, float]) -> dict[str, float] | None:
+    """The metrics of a train-mode line that holds no loss but metrics: mmcv's IterBasedRunner (MMSeg 0.x) logs
+    its evaluation as `Iter [500/160000]  lr: ..., aAcc: 0.7926, mIoU: 0.4183` (the `.log.json`: `"mode":
+    "train"`), where 500 is not the run's iteration. None for a real train line."""
+    if any(is_loss_key(k) for k in values):
+        return None
+    metrics = {k: v for k, v in values.items() if k not in PROGRESS_KEYS}
+    return metrics or None
+
+
 def parse_loop_line(message: str, ts: float | None) -> TrainRecord | EvalRecord | EvalProgress | None:
     m = _LOOP.match(message)
     if m is None:
@@ -102,6 +116,9 @@ def parse_loop_line(message: str, ts: float | None) -> TrainRecord | EvalRecord 
     if mode == "train":
         if not values:
             return None
+        evaluated = evaluation_in_train_line(values)
+        if evaluated is not None:  # evaluated at the run's current iteration (or this epoch): not a train step
+            return EvalRecord(ts, "val", a if by_epoch else None, None, evaluated)
         if by_epoch:
             return TrainRecord(ts, a, c, d, None, None, values, eta)
         return TrainRecord(ts, None, None, None, a, b, values, eta)

@@ -65,6 +65,8 @@ def failure_conditions(c: RunContext) -> list[Condition]:
             snap.run, process.end_timestamp_seconds if process else None, pid=process.pid if process else None,
             code="" if code is None else f" with code {code}", at=_at(snap),
             steps=advice.red_steps(c.place, c.policy)))
+    if c.life.state == RunState.ENDED:
+        out.append(rule("TrainingEndedUnconfirmed").fire(snap.run, snap.last_progress_timestamp, where=_where(snap)))
     if c.life.state == RunState.STALLED:
         last = snap.last_progress_timestamp
         out.append(rule("TrainingStalled").fire(snap.run, last, window=c.life.stall_seconds,

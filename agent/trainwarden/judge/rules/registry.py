@@ -73,6 +73,10 @@ RULES: tuple[AlertRule, ...] = (
           "The learning rate is {lr:.2e}, below {limit:.1e}, while {key} ({value:.4f}) is still below the goal: too "
           "little left to recover. {advice}", ("learning_rate_min",)),
     _rule("TrainingStagnant", W, "{run}: stagnant ({rule})", "{rule}: {advice}.", ("stagnant_band",)),
+    _rule("TrainingEndedUnconfirmed", W, "{run}: ended; could not tell whether training completed",
+          "Training stopped at {where}. The log states no length (no config dump with max_epochs) and its last lines "
+          "do not show the last epoch, and the process's exit code is not known. Compare the last epoch with the one "
+          "you asked for; start training with `trainwarden run` to have its exit code judged."),
     _rule("TrainingEarlyStopRisk", W, "{run}: early-stop counter {counter}/{patience}",
           "The early-stop counter is {counter} of {patience} (threshold {threshold}). Hints: {hints}."),
     _rule("GPUTemperatureHigh", W, "{gpu_name} at {temp:.0f} °C",

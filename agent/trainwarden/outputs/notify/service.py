@@ -91,7 +91,8 @@ class Notifier:
         now = self.clock()
         runs = {r.run: r for r in report.runs}
         # a hot GPU is one page, the host's: its copies on the runs that use it only colour those runs
-        conditions = [c for r in report.runs for c in r.conditions if not is_host_rule(c.alert)] + list(report.conditions)
+        conditions = [c for r in report.runs if not r.history  # a history run is shown, never notified
+                      for c in r.conditions if not is_host_rule(c.alert)] + list(report.conditions)
         queued = 0
         events = self.tracker.update(conditions, now)
         for event in events:

@@ -17,6 +17,8 @@ STATE_STYLE = {
     "crashed": "bold red",
     "stalled": "bold red",
     "early_stopped": "yellow",
+    "ended": "yellow",
+    "interrupted": "dim",
     "unknown": "dim",
 }
 HEALTH_STYLE = {"green": "green", "yellow": "yellow", "red": "bold red"}

@@ -1,0 +1,52 @@
+"""Old runs in a watched folder are history: shown, never notified (issue 12, finding 3). Delivered for real
+through apprise to a local HTTP sink (json://), beside a live run that does page."""
+
+from __future__ import annotations
+
+import shutil
+import time
+
+from conftest import REAL, wait_for
+from test_notify import P, cond, no_tail, notifier
+
+from trainwarden.app.agent import Agent
+from trainwarden.model import RunReport, RunState, StatusReport
+from trainwarden.outputs.notify.service import Notifier
+from trainwarden.outputs.notify.targets import Target
+
+
+def test_a_history_run_queues_nothing(tmp_path, sink):
+    n = notifier(tmp_path, [Target(sink.url())])
+    old = RunReport(run="old", work_dir="/w/old", state=RunState.INTERRUPTED, history=True,
+                    conditions=(cond(run="old"),))
+    assert n.handle(StatusReport(runs=(old,)), no_tail) == 0
+
+
+def test_a_watched_folder_of_old_runs_pages_only_for_the_live_one(tmp_path, sink):
+    root = tmp_path / "work_dirs"
+    shutil.copytree(REAL / "mmdet2x_retinanet_voc", root / "old_voc")  # stopped in 2023 at epoch 4 of 5
+    session = root / "exp" / "20251111_180600"
+    session.mkdir(parents=True)
+    log = session / "20251111_180600.log"
+
+    def train(it, loss):
+        return (f"{time.strftime('%Y/%m/%d %H:%M:%S')}{P}Epoch(train)  [1][{it:>4}/1000]  lr: 4.0000e-05  eta: 0:10:00  "
+                f"time: 0.4567  data_time: 0.0123  memory: 5432  loss: {loss}  loss_cls: 0.1200\n")
+
+    log.write_text(train(50, "0.3000"), encoding="utf-8")
+    n = Notifier([Target(sink.url())], tmp_path / "state", host="gpu-box")
+    agent = Agent([root], "127.0.0.1", 0, poll_interval=0.2, rediscover_interval=0.5, notifier=n)
+    agent.start()
+    try:
+        assert agent.ready.wait(20)
+        with log.open("a", encoding="utf-8") as f:
+            f.write(train(100, "1.3500"))
+        wait_for(lambda: any("TrainingLossExplosion" in t for t in sink.titles()), timeout=15, interval=0.05)
+        # a page for the old run would have been queued with the first document, before this one, and delivered
+        # first (or combined with it)
+        assert [m["title"] for m in sink.received if "old_voc" in m["title"] or "old_voc" in m["message"]] == []
+        runs = {r["run"]: r for r in agent.status_document()["runs"]}
+        assert runs["old_voc"]["history"] and runs["old_voc"]["state"] == "interrupted"
+        assert runs["old_voc"]["health"] == "green" and runs["exp"]["history"] is False
+    finally:
+        agent.stop()
