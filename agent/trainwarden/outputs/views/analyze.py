@@ -122,7 +122,7 @@ def render_html(a: dict) -> str:
     charts = [
         line_chart(loss_series, "Loss and components over iterations", band=band_values, band_label="healthy loss",
                    hlines=[("explosion", a["loss_max"], "#d62728")]
-                   if any((h.get("loss") or 0) > 0.8 * a["loss_max"] for h in hist) else [],
+                   if a["loss_max"] is not None and any((h.get("loss") or 0) > 0.8 * a["loss_max"] for h in hist) else [],
                    x_label="iteration"),
         line_chart(metric, f"{key} per {'epoch' if evals and evals[0]['epoch'] is not None else 'iteration'}",
                    hlines=hlines, x_label="epoch" if evals and evals[0]["epoch"] is not None else "iteration"),
