@@ -10,7 +10,8 @@ Known keys today:
       poll_interval_seconds: 0.5  # how often files are checked when no file event arrives
       rediscover_interval_seconds: 5.0  # default: 5, or 30 when file events work
       file_events: true           # false on network mounts that send no events
-    policy:                       # every threshold: see policy.py (the defaults are the user's guide)
+    policy:                       # every threshold: see policy.py (the defaults are neutral)
+      profile: guide              # the user's guide (trainwarden/profiles/guide.yaml), or the path of one's own YAML
       eval_key: pascal_voc/mAP
       goal: 0.63
     notify:
@@ -29,7 +30,7 @@ Known keys today:
     runs:
       stage2_1_pure_detection:      # a run's name: its work dir's name
         pid: 12345                  # its training process, when finding it by itself is not wanted
-        policy: {plan_label: Plan A}  # overrides for this run only
+        policy: {plan_label: Plan A}  # overrides for this run only (`profile:` here starts from that profile)
 """
 
 from __future__ import annotations
@@ -39,7 +40,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from trainwarden.judge.policy import Policy, PolicySet, policy_from_mapping
+from trainwarden.app.profiles import policy_with_profile
+from trainwarden.judge.policy import Policy, PolicySet
 
 if TYPE_CHECKING:
     from trainwarden.outputs.notify.targets import Target
@@ -165,7 +167,7 @@ def load_config(path: Path | None) -> Config:
             cfg.file_events = disc["file_events"]
         else:
             problems.append("discovery.file_events: expected true or false")
-    policy, found = policy_from_mapping(_section(data, "policy", problems))
+    policy, found = policy_with_profile(_section(data, "policy", problems))
     problems.extend(found)
     per_run: dict[str, Policy] = {}
     for name, settings in _section(data, "runs", problems).items():
@@ -182,7 +184,7 @@ def load_config(path: Path | None) -> Config:
             if not isinstance(settings["policy"], dict):
                 problems.append(f"runs.{name}.policy: expected a mapping")
                 continue
-            run_policy, found = policy_from_mapping(settings["policy"], policy, where=f"runs.{name}.policy")
+            run_policy, found = policy_with_profile(settings["policy"], policy, where=f"runs.{name}.policy")
             problems.extend(found)
             per_run[str(name)] = run_policy
     cfg.policies = PolicySet(policy, per_run)

@@ -1,10 +1,34 @@
-"""The short-term loss trend: the mean of the last logged losses against the mean before them, and the slope
-over the last 100. Pure."""
+"""The loss against itself: the short-term trend (the mean of the last logged losses against the mean before them,
+and the slope over the last 100), and the run's own level before its latest loss (its median and minimum over the
+whole run) that an explosion is measured against. Pure."""
 
 from __future__ import annotations
 
+from statistics import median
+
 from trainwarden.judge.policy import Policy
-from trainwarden.model import LossTrend
+from trainwarden.model import LossHistory, LossTrend, RunSnapshot
+
+
+def loss_history(snap: RunSnapshot, policy: Policy) -> LossHistory:
+    """The finite logged losses before the latest one, over the whole run (its thinned long-range history and the
+    recent window). The median is the run's own level: robust to warm-up spikes and to a few outliers, and it only
+    counts once `loss_explosion_min_points` losses are in. A negative loss (a GAN's, a log-likelihood's) says the
+    scale is not a positive loss, and a median of 0 is no level: no median then, so no explosion measured against
+    it."""
+    latest = snap.latest.point if snap.latest else None
+    seen: dict[tuple, float] = {}
+    for point in (*snap.history, *snap.recent):
+        if point is latest or "loss" not in point.values:
+            continue
+        seen[(point.timestamp, point.epoch, point.iteration)] = point.values["loss"]
+    if latest is not None:
+        seen.pop((latest.timestamp, latest.epoch, latest.iteration), None)
+    earlier = list(seen.values())
+    lowest = min(earlier) if earlier else None
+    level = median(earlier) if len(earlier) >= policy.loss_explosion_min_points and lowest is not None and lowest >= 0 \
+        else None
+    return LossHistory(len(earlier), level if level else None, lowest)
 
 
 def loss_trend(losses: list[float], policy: Policy) -> LossTrend | None:
