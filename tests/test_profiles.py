@@ -5,11 +5,12 @@ page red for a loss explosion, nor the neutral defaults red at all."""
 
 from __future__ import annotations
 
+import json
 from dataclasses import replace
 from pathlib import Path
 
 import pytest
-from conftest import REAL, run_cli
+from conftest import DESIGN, REAL, run_cli
 
 from trainwarden.app.config import ConfigError, load_config
 from trainwarden.app.profiles import guide_policy, load_profile, shipped_profiles
@@ -112,3 +113,21 @@ def test_real_curves_never_explode_and_neutral_never_pages_red(log):
         judged += 1
     # the Mask R-CNN run logs no train line (interval > iterations per epoch), tools/test.py none either
     assert judged or "maskrcnn" in str(log) or "_test_" in str(log)
+
+
+def test_the_profile_flag_judges_every_run_by_that_profile():
+    voc = str(REAL / "mmdet2x_retinanet_voc")  # mmcv VOC `mAP` 0.85 at best: the guide's goal is 0.63
+    guided = json.loads(run_cli("status", "--json", "--profile", "guide", voc).stdout)["runs"][0]
+    neutral = json.loads(run_cli("status", "--json", voc).stdout)["runs"][0]
+    assert "TrainingTargetReached" in {c["alert"] for c in guided["conditions"]} and guided["verdict"] == "success"
+    assert "TrainingTargetReached" not in {c["alert"] for c in neutral["conditions"]} and neutral["verdict"] != "success"
+    result = run_cli("status", "--profile", "nope", voc)
+    assert result.returncode == 2 and "--profile: unknown profile 'nope'" in result.stderr
+
+
+def test_the_guide_judges_the_users_early_stopped_kaist_run():
+    """The user's own run (design-shapes): by the guide, early stopped at 0.5542 is red, failed, with Plan B."""
+    run = json.loads(run_cli("status", "--json", "--profile", "guide", str(DESIGN / "mmengine_kaist_resumed")).stdout)["runs"][0]
+    assert run["health"] == "red" and run["verdict"] == "failed"
+    assert {c["alert"] for c in run["conditions"]} == {"TrainingTargetMissed", "TrainingEarlyStopped"}
+    assert "configs/llvip/stage2_1_kaist_detonly_progressive_macl.py" in run["advice"]

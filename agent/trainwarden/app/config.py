@@ -40,8 +40,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from trainwarden.app.profiles import policy_with_profile
-from trainwarden.judge.policy import Policy, PolicySet
+from trainwarden.app.profiles import load_profile, policy_with_profile
+from trainwarden.judge.policy import DEFAULT_POLICY, Policy, PolicySet
 
 if TYPE_CHECKING:
     from trainwarden.outputs.notify.targets import Target
@@ -120,9 +120,16 @@ def _section(data: dict, name: str, problems: list[str]) -> dict:
     return value
 
 
-def load_config(path: Path | None) -> Config:
+def load_config(path: Path | None, profile: str | None = None) -> Config:
+    """The configuration file's settings (none: the defaults); `profile` (the `--profile` flag) replaces the file's
+    `policy.profile` for every run that names none of its own."""
     if path is None:
-        return Config()
+        if profile is None:
+            return Config()
+        policy, problems = load_profile(profile, where="--profile")
+        if problems:
+            raise ConfigError(problems)
+        return Config(policies=PolicySet(policy))
     import yaml  # only when a file is given
 
     try:
@@ -134,7 +141,7 @@ def load_config(path: Path | None) -> Config:
     except yaml.YAMLError as exc:
         raise ConfigError([f"{path}: not valid YAML ({exc})"]) from None
     if data is None:
-        return Config()
+        data = {}
     if not isinstance(data, dict):
         raise ConfigError([f"{path}: the top level must be a mapping"])
     problems: list[str] = []
@@ -167,7 +174,13 @@ def load_config(path: Path | None) -> Config:
             cfg.file_events = disc["file_events"]
         else:
             problems.append("discovery.file_events: expected true or false")
-    policy, found = policy_with_profile(_section(data, "policy", problems))
+    policy_data = _section(data, "policy", problems)
+    base = DEFAULT_POLICY
+    if profile is not None:  # the flag's profile, in place of the file's
+        base, found = load_profile(profile, where="--profile")
+        problems.extend(found)
+        policy_data = {k: v for k, v in policy_data.items() if k != "profile"}
+    policy, found = policy_with_profile(policy_data, base)
     problems.extend(found)
     per_run: dict[str, Policy] = {}
     for name, settings in _section(data, "runs", problems).items():
