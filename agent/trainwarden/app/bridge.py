@@ -65,7 +65,7 @@ def alert_event(alert: dict, received: float) -> tuple[str, str, Condition] | No
         severity=Severity.of(labels.get("severity", "warning")),
         summary=annotations.get("summary") or name,
         description=annotations.get("description") or "",
-        runbook=annotations.get("runbook"),
+        runbook=annotations.get("runbook_url") or annotations.get("runbook"),  # the rules carry runbook_url
         since=since,
         run=labels.get("run"),
         labels=labels,
