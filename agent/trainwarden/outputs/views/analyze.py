@@ -57,8 +57,9 @@ def analysis(run: RunReport, snap: RunSnapshot, policy: Policy) -> dict:
             "commands": {"read the log": f"trainwarden tail {run.work_dir} -n {policy.log_lines_red}",
                          "resume from the newest checkpoint": resume_command(place, policy),
                          "resume with half the batch size": resume_command(place, policy, smaller_batch=True),
-                         # a profile's Plan B only: the neutral defaults have none
-                         **({"Plan B": plan_b(policy).split(": ", 1)[1]} if policy.plan_b_command else {})},
+                         # a profile's Plan B, for the metric it was written for only (the neutral defaults have none)
+                         **({"Plan B": plan_b(policy).split(": ", 1)[1]}
+                            if policy.plan_b_command and run.policy and run.policy.targets_apply else {})},
         },
         "history": history,
     }
