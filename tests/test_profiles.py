@@ -131,3 +131,11 @@ def test_the_guide_judges_the_users_early_stopped_kaist_run():
     assert run["health"] == "red" and run["verdict"] == "failed"
     assert {c["alert"] for c in run["conditions"]} == {"TrainingTargetMissed", "TrainingEarlyStopped"}
     assert "configs/llvip/stage2_1_kaist_detonly_progressive_macl.py" in run["advice"]
+
+
+@pytest.mark.parametrize("run", ["mmengine_iter_mmseg_v0.7.3", "mmdet2x_maskrcnn_coco_balloon"])
+def test_analyze_offers_the_guides_plan_b_only_to_the_metric_it_was_written_for(run):
+    """The LLVIP Plan B was offered to COCO and segmentation runs: under the guide, their metrics have no target."""
+    a = json.loads(run_cli("analyze", "--json", "--profile", "guide", str(REAL / run)).stdout)
+    assert "Plan B" not in a["next_step"]["commands"] and a["plan_b"] == []
+    assert "llvip" not in json.dumps(a["verdict"]).lower()
