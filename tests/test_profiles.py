@@ -139,3 +139,23 @@ def test_analyze_offers_the_guides_plan_b_only_to_the_metric_it_was_written_for(
     a = json.loads(run_cli("analyze", "--json", "--profile", "guide", str(REAL / run)).stdout)
     assert "Plan B" not in a["next_step"]["commands"] and a["plan_b"] == []
     assert "llvip" not in json.dumps(a["verdict"]).lower()
+
+
+def _train(ts: float, it: int, loss: float) -> TrainRecord:
+    return TrainRecord(ts, 1, it, 1000, None, None, {"loss": loss, "lr": 1e-4}, 600.0)
+
+
+def test_a_second_training_into_the_same_work_dir_is_not_measured_against_the_first():
+    """A new attempt (not a resume) starts from a high loss again: the first attempt's low median is not its level."""
+    state = RunState("run", "/w/run", "mmengine")
+    t0 = 1_762_900_000.0
+    state.apply_all([_train(t0 + 20 * k, 50 * (k + 1), 0.3) for k in range(40)], "20251111_180600")
+    again = t0 + 86_400
+    state.apply_all([_train(again + 20 * k, 50 * (k + 1), 1.6 - 0.01 * k) for k in range(3)], "20251112_090000")
+    judged = judge(state.snapshot(), DEFAULT_POLICY, again + 41)
+    assert "TrainingLossExplosion" not in {c.alert for c in judged.conditions}
+    assert judged.loss_history is not None and judged.loss_history.points == 2
+    # within one attempt the same jump is an explosion
+    state = RunState("run", "/w/run", "mmengine")
+    state.apply_all([_train(t0 + 20 * k, 50 * (k + 1), 0.3) for k in range(40)] + [_train(t0 + 900, 2050, 1.6)], "s1")
+    assert "TrainingLossExplosion" in {c.alert for c in judge(state.snapshot(), DEFAULT_POLICY, t0 + 901).conditions}
