@@ -57,11 +57,11 @@ def run_demo(args: argparse.Namespace) -> int:
     if notifier is not None:
         console.print(f"  notifications  {', '.join(t.name for t in notifier.targets.values())}")
     console.print("  in another terminal:")
-    console.print(f"    trainwarden status {root}   (the neutral defaults; the demo's agent uses the guide)")
+    console.print(f"    trainwarden status --profile guide {root}")
     console.print(f"    trainwarden status {base}")
     console.print(f"    trainwarden tail {writer.work_dir} -n 20")
-    console.print(f"    trainwarden live {root} --interval 2")
-    console.print(f"    trainwarden analyze {writer.work_dir} --html analysis.html")
+    console.print(f"    trainwarden live --profile guide {root} --interval 2")
+    console.print(f"    trainwarden analyze --profile guide {writer.work_dir} --html analysis.html")
 
     stop = threading.Event()
 
