@@ -159,3 +159,14 @@ def test_a_second_training_into_the_same_work_dir_is_not_measured_against_the_fi
     state = RunState("run", "/w/run", "mmengine")
     state.apply_all([_train(t0 + 20 * k, 50 * (k + 1), 0.3) for k in range(40)] + [_train(t0 + 900, 2050, 1.6)], "s1")
     assert "TrainingLossExplosion" in {c.alert for c in judge(state.snapshot(), DEFAULT_POLICY, t0 + 901).conditions}
+
+
+def test_the_runbook_is_a_full_link_with_a_configurable_base():
+    from test_evaluate import scenario
+
+    run = scenario(losses=(0.3,) * 29 + (1.35,), policy=DEFAULT_POLICY)
+    assert all(c["runbook"].startswith("https://") and c["runbook"].endswith("#" + c["alert"].lower())
+               for c in run["conditions"])
+    mine = replace(DEFAULT_POLICY, runbook_base_url="https://docs.example/alerts.html")
+    run = scenario(losses=(0.3,) * 29 + (1.35,), policy=mine)
+    assert {c["runbook"] for c in run["conditions"]} == {"https://docs.example/alerts.html#traininglossexplosion"}

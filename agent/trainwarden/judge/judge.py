@@ -132,4 +132,6 @@ def policy_view(policy: Policy, stall_seconds: float, applies: bool) -> PolicyVi
 
 def judge_host(gpus: tuple[GpuSample, ...] | list[GpuSample], policy: Policy, now: float) -> HostJudgement:
     conditions: list[Condition] = [c for g in gpus for c in gpu_conditions(g, policy, now)]
+    if policy.runbook_base_url:
+        conditions = [replace(c, runbook=runbook_url(c.alert, policy.runbook_base_url)) for c in conditions]
     return HostJudgement(tuple(conditions), policy.gpu_temperature_max_celsius, policy.gpu_memory_full_ratio)
