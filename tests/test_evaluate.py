@@ -200,6 +200,9 @@ CASES += [
     ("guide: a finished COCO run that plateaued", {"key": "coco/bbox_mAP", "evals": (0.58, 0.59, 0.5978, 0.5950, 0.5936),
                                                    **FINISHED_AT_5},
      {"TrainingFinished"}, {"TrainingDegraded", "TrainingTargetMissed"}, "green"),
+    ("guide: degraded says it, not also falling", {"evals": (0.62, 0.625, 0.63, 0.632, 0.60, 0.57), "max_epochs": 12,
+                                                    "losses": (0.30,) * 110},
+     {"TrainingDegraded"}, {"TrainingEvaluationFalling"}, "red"),
     ("guide: success, then the process crashed", {"evals": (0.60, 0.635), "process": CRASHED},
      {"TrainingProcessExited", "TrainingTargetReached"}, set(), "red"),
 ]

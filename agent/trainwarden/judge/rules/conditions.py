@@ -167,7 +167,9 @@ def evaluation_conditions(c: RunContext) -> list[Condition]:
     if last.timestamp and c.now - last.timestamp < policy.evaluation_news_seconds:
         out.append(rule("TrainingEvaluationCompleted").fire(snap.run, last.timestamp, {"evaluation": label}, key=key,
                                                             value=value, where=where))
-    if c.life.state == RunState.RUNNING and (fall := metric_fall([v for _, v in points], policy)) is not None:
+    # not beside the profile's red TrainingDegraded, which says the same and more
+    if c.life.state == RunState.RUNNING and c.verdict.verdict != "degraded" \
+            and (fall := metric_fall([v for _, v in points], policy)) is not None:
         out.append(rule("TrainingEvaluationFalling").fire(snap.run, last.timestamp, key=key, **fall))
     if c.applies and policy.goal is not None:
         target = target_for_epoch(policy, last.epoch)
