@@ -105,13 +105,10 @@ def fleet() -> dict:
 
 def run() -> dict:
     p = [
-        panel(1, "Loss, with its explosion level and the healthy band", "timeseries", [
+        panel(1, "Loss, with the healthy band", "timeseries", [
             target(f"trainwarden_train_loss{{{RUN}}}", "{{run}} loss"),
             target(f"trainwarden_policy_loss_healthy{{{RUN}}}", "{{run}} healthy {{bound}}"),
-            target(f"trainwarden_policy_loss_max{{{RUN}}}", "{{run}} explosion"),
-            # the run's own explosion level: the policy's factor times the median of its earlier losses
-            target(f"trainwarden_policy_loss_explosion_factor{{{RUN}}} * on(instance, job, run) "
-                   f"trainwarden_train_loss_history_median{{{RUN}}}", "{{run}} explosion (x own median)")],
+            target(f"trainwarden_policy_loss_max{{{RUN}}}", "{{run}} explosion")],
             (0, 0, 12, 9), overrides=[dashed(".*healthy.*", "green"), dashed(".*explosion", "red")]),
         panel(2, "Loss components", "timeseries", [target(f"trainwarden_train_loss_component{{{RUN}}}",
                                                           "{{run}} {{component}}")], (12, 0, 12, 9)),
