@@ -148,7 +148,8 @@ def run_soak(workdir: Path, seconds: float = 60, runs: int = 4, rate: float = 10
     root = workdir / "work_dirs"
     sink = HttpSink()
     config = workdir / "trainwarden.yml"
-    config.write_text(f"notify:\n  host: soak\n  state_dir: {workdir / 'state'}\n  resolve_after_seconds: 0\n"
+    config.write_text("policy:\n  profile: guide\n"  # the explosions these drills throw are the guide's loss_max
+                      f"notify:\n  host: soak\n  state_dir: {workdir / 'state'}\n  resolve_after_seconds: 0\n"
                       f"  targets:\n    - url: {sink.url()}\n", encoding="utf-8")
     never = 10 * seconds
     kill_at, dead_for = (0.40 * seconds, 2.0) if faults else (never, 0.0)

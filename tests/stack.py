@@ -19,6 +19,7 @@ from sinks import HttpSink
 
 from trainwarden.app.agent import Agent
 from trainwarden.app.bridge import Bridge
+from trainwarden.app.profiles import guide_policy
 from trainwarden.ingest.host.nvml import Nvml
 from trainwarden.ingest.host.sources import HostSources
 from trainwarden.outputs.notify.service import Notifier
@@ -83,7 +84,7 @@ def running_stack(tmp_path: Path, prometheus_extra: str = "", alertmanagers: int
     module.gpus[0].processes = [(trainer.pid, 3 * 2**30)]
     module.gpus[0].reasons = 0x4  # power capped
     host = HostSources(pids={"exp": trainer.pid}, nvml=Nvml(loader=lambda: module))
-    agent = Agent([tmp_path / "work_dirs"], "127.0.0.1", 0, poll_interval=0.2, rediscover_interval=0.5,
+    agent = Agent([tmp_path / "work_dirs"], "127.0.0.1", 0, guide_policy(), poll_interval=0.2, rediscover_interval=0.5,
                   host_sources=host)
     agent.start()
     sink = HttpSink()

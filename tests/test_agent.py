@@ -8,6 +8,7 @@ import shutil
 import subprocess
 import time
 import urllib.request
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -15,7 +16,7 @@ from conftest import DESIGN, REAL, require_binary, wait_for
 from prometheus_client.parser import text_string_to_metric_families
 
 from trainwarden.app.agent import Agent
-from trainwarden.judge.policy import Policy
+from trainwarden.app.profiles import guide_policy
 
 P = " - mmengine - INFO - "
 
@@ -63,8 +64,9 @@ def test_metrics_pass_promtool_and_carry_the_runs(tmp_path, agent_on):
     shutil.copytree(REAL, root)
     shutil.copytree(DESIGN / "mmengine_kaist_resumed", root / "mmengine_kaist_resumed")
     # its early stop triggered: a backup copy of the best checkpoint would be a sixth file, whenever it lands
-    # judged as if watched while they ran: these logs are years old, which alone would make them history (never red)
-    _, base = agent_on(root, policy=Policy(early_stop_backup=False, history_after_seconds=1e12))
+    # the KAIST run is the user's: judged by the guide profile, as its config would say; judged as if watched while
+    # they ran: these logs are years old, which alone would make them history (never red)
+    _, base = agent_on(root, policy=replace(guide_policy(), early_stop_backup=False, history_after_seconds=1e12))
     status, ctype, text = get(base + "/metrics")
     assert status == 200 and ctype.startswith("text/plain")
     check = subprocess.run([promtool, "check", "metrics"], input=text, capture_output=True, text=True, timeout=30)
@@ -88,7 +90,7 @@ def test_metrics_pass_promtool_and_carry_the_runs(tmp_path, agent_on):
     assert value(text, "trainwarden_checkpoint_last_epoch", run=k) == 3
     assert value(text, "trainwarden_run_state", run=k, state="early_stopped") == 1
     assert value(text, "trainwarden_run_health", run=k) == 2
-    assert value(text, "trainwarden_run_verdict", run=k, verdict="degraded") == 1
+    assert value(text, "trainwarden_run_verdict", run=k, verdict="failed") == 1  # ended: degraded is for a live run
     assert value(text, "trainwarden_run_verdict", run=k, verdict="success") == 0
     assert value(text, "trainwarden_condition_active", run=k, alert="TrainingTargetMissed", severity="critical") == 1
     assert value(text, "trainwarden_eval_target", run=k, key="pascal_voc/mAP") == pytest.approx(0.62)

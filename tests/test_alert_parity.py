@@ -1,4 +1,5 @@
-"""The two alert engines agree: every scenario of the evaluator's table (tests/test_evaluate.py) is judged by the
+"""The two alert engines agree: every scenario of the evaluator's table (tests/test_evaluate.py: the user's guide
+profile and the neutral defaults, each with "does not fire" cases) is judged by the
 agent (the registry's conditions) and, through the agent's own /metrics exposition, by the Prometheus rules in
 `promtool test rules`; the alerts that fire, with their run and severity, must be the same.
 
@@ -18,7 +19,7 @@ from prometheus_client.exposition import generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 from test_evaluate import CASES, scenario_report
 
-from trainwarden.judge.rules.registry import RULES, is_host_rule
+from trainwarden.judge.rules.registry import RULES, is_host_rule, runbook_url
 from trainwarden.model import StatusReport
 from trainwarden.outputs.metrics import CollectorStats, make_registry
 
@@ -72,3 +73,14 @@ def prometheus_alerts(tmp_path: Path, name: str, report: StatusReport, now: floa
 def test_agent_and_prometheus_fire_the_same_alerts(tmp_path, name, kwargs, fire, quiet, health):
     report, now = scenario_report(**kwargs)
     assert agent_alerts(report) == prometheus_alerts(tmp_path, name, report, now)
+
+
+def test_every_rule_carries_the_registry_runbook_as_a_full_link():
+    """`runbook_url` (finding 13): the full link the agent's own conditions carry, for every rule of the file."""
+    rules = [r for g in yaml.safe_load(RULES_FILE.read_text(encoding="utf-8"))["groups"] for r in g["rules"]]
+    for rule in rules:
+        link = rule["annotations"].get("runbook_url", "")
+        assert link == runbook_url(rule["alert"]), rule["alert"]
+        assert link.startswith("https://"), link
+    declared = {r.name: r.runbook for r in RULES}
+    assert all(declared[r["alert"]] == r["annotations"]["runbook_url"] for r in rules if r["alert"] in declared)

@@ -18,7 +18,8 @@ CONTRACT = {
     "critical": {"TrainingLossExplosion", "TrainingLossNotFinite", "TrainingCUDAOutOfMemory", "TrainingProcessExited",
                  "TrainingStalled", "TrainingTargetMissed", "TrainingDegraded", "TrainwardenAgentDown"},
     "warning": {"TrainingLossRising", "TrainingLossOutOfRange", "TrainingAccuracyLow", "TrainingGradNormHigh",
-                "TrainingEvaluationBelowTarget", "TrainingStagnant", "TrainingEarlyStopRisk", "TrainingEndedUnconfirmed",
+                "TrainingEvaluationBelowTarget", "TrainingEvaluationFalling", "TrainingStagnant", "TrainingEarlyStopRisk",
+                "TrainingEndedUnconfirmed",
                 "TrainingLearningRateCollapsed", "GPUTemperatureHigh", "GPUMemoryNearlyFull",
                 "TrainwardenCollectorFailing", "TrainwardenNotificationsFailing"},
     "info": {"TrainingEvaluationCompleted", "TrainingTargetReached", "TrainingFinished", "TrainingEarlyStopped"},
@@ -43,7 +44,7 @@ def test_every_contract_alert_is_a_rule_with_severity_and_annotations():
         for name in names:
             rule = by_name[name]
             assert rule["labels"]["severity"] == severity, name
-            assert {"summary", "description", "runbook"} <= set(rule["annotations"]), name
+            assert {"summary", "description", "runbook_url"} <= set(rule["annotations"]), name
     assert set(by_name) == set().union(*CONTRACT.values())
 
 

@@ -21,6 +21,7 @@ from stack import first_lines, line, running_stack
 from test_agent import get, value
 
 from trainwarden.app.agent import Agent
+from trainwarden.app.profiles import guide_policy
 from trainwarden.ingest.host.nvml import Nvml
 from trainwarden.ingest.host.sources import HostSources
 from trainwarden.model import Condition, RunReport, RunState, Severity, StatusReport
@@ -55,7 +56,7 @@ class Writer:
 
 def start_agent(root: Path, notifier: Notifier | None = None, host: HostSources | None = None) -> tuple[Agent, str]:
     host = host or HostSources(nvml=Nvml(loader=lambda: fake_pynvml.make([])))
-    agent = Agent([root], "127.0.0.1", 0, poll_interval=0.1, rediscover_interval=0.3, notifier=notifier,
+    agent = Agent([root], "127.0.0.1", 0, guide_policy(), poll_interval=0.1, rediscover_interval=0.3, notifier=notifier,
                   host_sources=host, evaluate_interval=0.2)
     agent.start()
     assert agent.ready.wait(30)
@@ -210,7 +211,8 @@ def test_the_agent_killed_and_restarted_mid_run(tmp_path, sink):
     w = Writer(log)
     w.fresh()
     config = tmp_path / "trainwarden.yml"
-    config.write_text(f"notify:\n  host: box\n  state_dir: {tmp_path / 'state'}\n  resolve_after_seconds: 0\n"
+    config.write_text("policy:\n  profile: guide\n"  # the explosions these drills throw are the guide's loss_max
+                      f"notify:\n  host: box\n  state_dir: {tmp_path / 'state'}\n  resolve_after_seconds: 0\n"
                       f"  targets:\n    - url: {sink.url()}\n", encoding="utf-8")
     port = free_port()
     base = f"http://127.0.0.1:{port}"

@@ -14,6 +14,7 @@ from conftest import Clock, run_cli, wait_for
 from sinks import HttpSink, SmtpSink
 
 from trainwarden.app.agent import Agent
+from trainwarden.app.profiles import guide_policy
 from trainwarden.model import Condition, RunReport, RunState, Severity, StatusReport
 from trainwarden.outputs.notify.service import Notifier
 from trainwarden.outputs.notify.targets import Target, mask_text, mask_url
@@ -195,7 +196,7 @@ def test_a_loss_explosion_reaches_the_phone_from_a_watched_run(tmp_path, sink):
     log.write_text(train(50, "0.3000"), encoding="utf-8")
     (root / "exp" / "epoch_1.pth").write_bytes(b"x")
     n = Notifier([Target(sink.url())], tmp_path / "state", host="gpu-box")
-    agent = Agent([root], "127.0.0.1", 0, poll_interval=0.2, rediscover_interval=0.5, notifier=n)
+    agent = Agent([root], "127.0.0.1", 0, guide_policy(), poll_interval=0.2, rediscover_interval=0.5, notifier=n)
     agent.start()
     try:
         assert agent.ready.wait(20)

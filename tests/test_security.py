@@ -131,6 +131,7 @@ def test_planted_secrets_appear_in_no_output(tmp_path, monkeypatch):
     url_file.write_text(f"json://user:{SECRET}@127.0.0.1:{dead}/file\n", encoding="utf-8")
     config = tmp_path / "trainwarden.yml"
     config.write_text(
+        "policy:\n  profile: guide\n"  # the planted run's explosion is the guide's loss_max
         "notify:\n"
         f"  state_dir: {tmp_path / 'state'}\n"
         "  targets:\n"

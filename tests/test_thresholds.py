@@ -7,7 +7,7 @@ from __future__ import annotations
 import math
 
 import pytest
-from test_evaluate import GPU, MINE, UP, alerts, scenario
+from test_evaluate import GPU, MINE, NEUTRAL, UP, alerts, scenario
 
 from trainwarden.judge.rules.registry import RULES
 
@@ -15,7 +15,21 @@ GIB = 2**30
 
 # (policy setting, alert, scenario at the limit (quiet), scenario just past it (fires))
 BOUNDARIES = [
-    ("loss_max", "TrainingLossExplosion", {"losses": (0.3,) * 29 + (1.0,)}, {"losses": (0.3,) * 29 + (1.0001,)}),
+    ("loss_max", "TrainingLossExplosion", {"losses": (0.5,) * 29 + (1.0,)}, {"losses": (0.5,) * 29 + (1.0001,)}),
+    # 3 x the run's own median (0.25): exactly 0.75 is quiet, just above fires (the neutral defaults)
+    ("loss_explosion_factor", "TrainingLossExplosion", {"losses": (0.25,) * 29 + (0.75,), "policy": NEUTRAL},
+     {"losses": (0.25,) * 29 + (0.7501,), "policy": NEUTRAL}),
+    # 19 losses before the spike are too few to know the run's level; 20 are enough
+    ("loss_explosion_min_points", "TrainingLossExplosion", {"losses": (0.25,) * 19 + (5.0,), "policy": NEUTRAL},
+     {"losses": (0.25,) * 20 + (5.0,), "policy": NEUTRAL}),
+    # the noise is the median change between earlier evaluations (0.02): a drop of exactly 2 x 0.02 from the best
+    # is quiet, more fires
+    ("metric_fall_noise_multiplier", "TrainingEvaluationFalling",
+     {"evals": (0.50, 0.52, 0.54, 0.56, 0.53, 0.52), "max_epochs": 12, "policy": NEUTRAL},
+     {"evals": (0.50, 0.52, 0.54, 0.56, 0.53, 0.5199), "max_epochs": 12, "policy": NEUTRAL}),
+    ("metric_fall_evaluations", "TrainingEvaluationFalling",
+     {"evals": (0.50, 0.52, 0.54, 0.56, 0.56, 0.40), "max_epochs": 12, "policy": NEUTRAL},
+     {"evals": (0.50, 0.52, 0.54, 0.56, 0.50, 0.40), "max_epochs": 12, "policy": NEUTRAL}),
     ("loss_rise_ratio", "TrainingLossRising", {"losses": (0.30,) * 100 + (0.3299,) * 10},
      {"losses": (0.30,) * 100 + (0.3301,) * 10}),
     ("loss_range", "TrainingLossOutOfRange", {"losses": (0.3499,) * 30}, {"losses": (0.3501,) * 30}),

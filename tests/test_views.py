@@ -31,10 +31,10 @@ KAIST = DESIGN / "mmengine_kaist_resumed"
 
 
 def test_analyze_json_has_the_whole_story():
-    result = run_cli("analyze", str(KAIST), "--json")
+    result = run_cli("analyze", str(KAIST), "--json", "--profile", "guide")  # the user's run, by the user's guide
     assert result.returncode == 3  # red
     a = json.loads(result.stdout)
-    assert a["verdict"]["verdict"] == "degraded" and "consecutive drops" in a["verdict"]["rule"]
+    assert a["verdict"]["verdict"] == "failed" and "below 0.60" in a["verdict"]["rule"]  # ended: failed, not degraded
     assert [c["met"] for c in a["plan_b"]] == [False, False] and len(a["plan_b"]) == 2
     assert a["early_stop"]["triggered"] and any("fluctuation band" in h for h in a["early_stop"]["misfire_hints"])
     assert any("back up the best checkpoint" in s for s in a["early_stop"]["recovery"])
@@ -46,7 +46,7 @@ def test_analyze_json_has_the_whole_story():
 
 
 def test_analyze_text_and_usage():
-    out = run_cli("analyze", str(REAL / "mmdet2x_retinanet_voc")).stdout
+    out = run_cli("analyze", str(REAL / "mmdet2x_retinanet_voc"), "--profile", "guide").stdout
     assert "loss trend: mean" in out and "verdict" in out and "Plan B condition" in out
     result = run_cli("analyze", str(REAL))
     assert result.returncode == 2 and "--run" in result.stderr

@@ -11,7 +11,8 @@ Known keys today:
       rediscover_interval_seconds: 5.0  # default: 5, or 30 when file events work
       file_events: true           # false on network mounts that send no events
       exclude: ["*/archive/*"]    # globs of folders (and captures) left out entirely: a name or a whole path
-    policy:                       # every threshold: see policy.py (the defaults are the user's guide)
+    policy:                       # every threshold: see policy.py (the defaults are neutral)
+      profile: guide              # the user's guide (trainwarden/profiles/guide.yaml), or the path of one's own YAML
       eval_key: pascal_voc/mAP
       goal: 0.63
     notify:
@@ -30,7 +31,7 @@ Known keys today:
     runs:
       stage2_1_pure_detection:      # a run's name: its work dir's name
         pid: 12345                  # its training process, when finding it by itself is not wanted
-        policy: {plan_label: Plan A}  # overrides for this run only
+        policy: {plan_label: Plan A}  # overrides for this run only (`profile:` here starts from that profile)
 """
 
 from __future__ import annotations
@@ -40,7 +41,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from trainwarden.judge.policy import Policy, PolicySet, policy_from_mapping
+from trainwarden.app.profiles import load_profile, policy_with_profile
+from trainwarden.judge.policy import DEFAULT_POLICY, Policy, PolicySet
 
 if TYPE_CHECKING:
     from trainwarden.outputs.notify.targets import Target
@@ -120,9 +122,16 @@ def _section(data: dict, name: str, problems: list[str]) -> dict:
     return value
 
 
-def load_config(path: Path | None) -> Config:
+def load_config(path: Path | None, profile: str | None = None) -> Config:
+    """The configuration file's settings (none: the defaults); `profile` (the `--profile` flag) replaces the file's
+    `policy.profile` for every run that names none of its own."""
     if path is None:
-        return Config()
+        if profile is None:
+            return Config()
+        policy, problems = load_profile(profile, where="--profile")
+        if problems:
+            raise ConfigError(problems)
+        return Config(policies=PolicySet(policy))
     import yaml  # only when a file is given
 
     try:
@@ -134,7 +143,7 @@ def load_config(path: Path | None) -> Config:
     except yaml.YAMLError as exc:
         raise ConfigError([f"{path}: not valid YAML ({exc})"]) from None
     if data is None:
-        return Config()
+        data = {}
     if not isinstance(data, dict):
         raise ConfigError([f"{path}: the top level must be a mapping"])
     problems: list[str] = []
@@ -175,7 +184,13 @@ def load_config(path: Path | None) -> Config:
             cfg.file_events = disc["file_events"]
         else:
             problems.append("discovery.file_events: expected true or false")
-    policy, found = policy_from_mapping(_section(data, "policy", problems))
+    policy_data = _section(data, "policy", problems)
+    base = DEFAULT_POLICY
+    if profile is not None:  # the flag's profile, in place of the file's
+        base, found = load_profile(profile, where="--profile")
+        problems.extend(found)
+        policy_data = {k: v for k, v in policy_data.items() if k != "profile"}
+    policy, found = policy_with_profile(policy_data, base)
     problems.extend(found)
     per_run: dict[str, Policy] = {}
     for name, settings in _section(data, "runs", problems).items():
@@ -192,7 +207,7 @@ def load_config(path: Path | None) -> Config:
             if not isinstance(settings["policy"], dict):
                 problems.append(f"runs.{name}.policy: expected a mapping")
                 continue
-            run_policy, found = policy_from_mapping(settings["policy"], policy, where=f"runs.{name}.policy")
+            run_policy, found = policy_with_profile(settings["policy"], policy, where=f"runs.{name}.policy")
             problems.extend(found)
             per_run[str(name)] = run_policy
     cfg.policies = PolicySet(policy, per_run)

@@ -1,5 +1,5 @@
 """`trainwarden demo`: replay a realistic MMEngine run, modelled on the user's (docs/guide.md), into a
-temporary folder at high speed, and watch it.
+temporary folder at high speed, and watch it with the guide profile (`policy.profile: guide`).
 
 The run: `configs/llvip/stage2_1_kaist_detonly_pure_detection.py`, Faster R-CNN-style detector on KAIST, 11439
 iterations per epoch, batch size 4, 5 epochs, logged every 50 iterations, Pascal VOC validation every epoch, with

@@ -11,19 +11,21 @@ from pathlib import Path
 from trainwarden.app.agent import Agent
 from trainwarden.app.config import parse_listen_address
 from trainwarden.app.demo import DemoPlan, DemoWriter, replay
+from trainwarden.app.profiles import guide_policy
 from trainwarden.outputs.views.status_table import make_console, render_status
 
 
 def _start_agent(root: Path, listen: str, console, notifier=None) -> Agent:
     host, port = parse_listen_address(listen)
-    agent = Agent([root], host, port, poll_interval=0.5, rediscover_interval=1.0, notifier=notifier)
+    policy = guide_policy()  # the demo's run is the user's KAIST run: it is judged by the guide profile
+    agent = Agent([root], host, port, policy=policy, poll_interval=0.5, rediscover_interval=1.0, notifier=notifier)
     try:
         agent.start()
     except OSError as exc:
         if exc.errno not in (errno.EADDRINUSE, getattr(errno, "WSAEADDRINUSE", -1)):
             raise
         console.print(f"[yellow]{host}:{port} is taken (another agent?): using a free port instead[/]")
-        agent = Agent([root], host, 0, poll_interval=0.5, rediscover_interval=1.0, notifier=notifier)
+        agent = Agent([root], host, 0, policy=policy, poll_interval=0.5, rediscover_interval=1.0, notifier=notifier)
         agent.start()
     return agent
 
@@ -49,7 +51,8 @@ def run_demo(args: argparse.Namespace) -> int:
     host, port = agent.address
     base = f"http://{'127.0.0.1' if host in ('0.0.0.0', '') else host}:{port}"
     console.print(f"[bold]trainwarden demo[/] - replaying a {plan.max_epochs}-epoch MMEngine run "
-                  f"({plan.iterations_per_epoch} iterations per epoch) in about {args.duration:.0f} s")
+                  f"({plan.iterations_per_epoch} iterations per epoch) in about {args.duration:.0f} s, "
+                  "judged by the guide profile (policy.profile: guide)")
     console.print(f"  run folder     {writer.work_dir}")
     console.print(f"  status page    {base}/")
     console.print(f"  metrics        {base}/metrics")
@@ -57,11 +60,11 @@ def run_demo(args: argparse.Namespace) -> int:
     if notifier is not None:
         console.print(f"  notifications  {', '.join(t.name for t in notifier.targets.values())}")
     console.print("  in another terminal:")
-    console.print(f"    trainwarden status {root}")
+    console.print(f"    trainwarden status --profile guide {root}")
     console.print(f"    trainwarden status {base}")
     console.print(f"    trainwarden tail {writer.work_dir} -n 20")
-    console.print(f"    trainwarden live {root} --interval 2")
-    console.print(f"    trainwarden analyze {writer.work_dir} --html analysis.html")
+    console.print(f"    trainwarden live --profile guide {root} --interval 2")
+    console.print(f"    trainwarden analyze --profile guide {writer.work_dir} --html analysis.html")
 
     stop = threading.Event()
 

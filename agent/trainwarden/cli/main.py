@@ -28,7 +28,7 @@ class ExitCode(IntEnum):
 # -- commands --------------------------------------------------------------------------------------------------
 def cmd_watch(args: argparse.Namespace) -> ExitCode:
     from trainwarden.app.agent import Agent
-    cfg = load_config(args.config_file)
+    cfg = load_config(args.config_file, getattr(args, "profile", None))
     roots = [Path(p) for p in args.paths] + cfg.watch
     if not roots:
         raise UsageError("watch: give at least one PATH (here or as `watch:` in the config file)")
@@ -72,7 +72,7 @@ def cmd_notify_test(args: argparse.Namespace) -> ExitCode:
     from trainwarden.app.notifier import notify_targets
     from trainwarden.outputs.notify.service import apprise_sender
 
-    cfg = load_config(args.config_file)
+    cfg = load_config(args.config_file, getattr(args, "profile", None))
     targets = notify_targets(cfg, args.notify)
     if not targets:
         raise UsageError("notify-test: no target (give --notify URL or notify.targets in the config file)")
@@ -113,7 +113,7 @@ def cmd_status(args: argparse.Namespace) -> ExitCode:
     from trainwarden.app.remote import gather, is_url
     from trainwarden.model import Health
 
-    cfg = load_config(args.config_file)
+    cfg = load_config(args.config_file, getattr(args, "profile", None))
     targets = list(args.paths) + [str(p) for p in cfg.watch]
     if not targets:
         raise UsageError("status: give at least one PATH or agent URL")
@@ -158,7 +158,7 @@ def cmd_tail(args: argparse.Namespace) -> ExitCode:
 def cmd_run(args: argparse.Namespace) -> int:
     from trainwarden.app.notifier import build_notifier
     from trainwarden.cli.run import run_supervised
-    cfg = load_config(args.config_file)
+    cfg = load_config(args.config_file, getattr(args, "profile", None))
     host, port = _listen(args.listen_address)
     if args.auto_resume < 0:
         raise UsageError("run: --auto-resume must be 0 or more")
@@ -170,7 +170,7 @@ def cmd_bridge(args: argparse.Namespace) -> ExitCode:
     import os
 
     from trainwarden.app.bridge import serve_bridge
-    cfg = load_config(args.config_file)
+    cfg = load_config(args.config_file, getattr(args, "profile", None))
     host, port = _listen(args.listen_address)
     token = None
     if args.token_file:
@@ -197,7 +197,7 @@ def cmd_bridge(args: argparse.Namespace) -> ExitCode:
 def cmd_live(args: argparse.Namespace) -> ExitCode:
     from trainwarden.app.remote import is_url
     from trainwarden.cli.live import run_live
-    cfg = load_config(args.config_file)
+    cfg = load_config(args.config_file, getattr(args, "profile", None))
     if args.interval <= 0:
         raise UsageError("live: --interval must be above 0")
     targets = list(args.paths) + [str(p) for p in cfg.watch]
@@ -212,7 +212,7 @@ def cmd_live(args: argparse.Namespace) -> ExitCode:
 
 def cmd_analyze(args: argparse.Namespace) -> ExitCode:
     from trainwarden.cli.analyze import run_analyze
-    cfg = load_config(args.config_file)
+    cfg = load_config(args.config_file, getattr(args, "profile", None))
     path = Path(args.path)
     if not path.exists():
         raise UsageError(f"analyze: no such folder: {path}")
@@ -242,6 +242,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("watch", help="the agent: watch runs, serve /metrics, /api/runs and a status page")
     p.add_argument("paths", nargs="*", metavar="PATH", help="a work dir or a folder of work dirs")
     p.add_argument("--config.file", dest="config_file", type=Path, help="YAML configuration file")
+    p.add_argument("--profile", help="judge every run by this policy profile (a shipped name such as guide, or the "
+                   "path of a YAML file; replaces the config file's policy.profile)")
     p.add_argument("--web.listen-address", dest="listen_address",
                    help=f"address to serve HTTP on (default {DEFAULT_LISTEN})")
     p.add_argument("--watch.poll-interval", dest="poll_interval", type=float,
@@ -264,6 +266,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true", help="print the status document as JSON")
     p.add_argument("--console", action="append", metavar="[RUN=]FILE", help="a console capture of a run (repeatable)")
     p.add_argument("--config.file", dest="config_file", type=Path, help="YAML configuration file")
+    p.add_argument("--profile", help="judge every run by this policy profile (a shipped name such as guide, or the "
+                   "path of a YAML file; replaces the config file's policy.profile)")
     p.set_defaults(func=cmd_status)
 
     p = sub.add_parser("tail", help="last lines of the newest log of a run")
@@ -289,6 +293,8 @@ def build_parser() -> argparse.ArgumentParser:
                         "after an out-of-memory)")
     p.add_argument("--notify", action="append", metavar="APPRISE_URL", help="send every severity to this apprise URL")
     p.add_argument("--config.file", dest="config_file", type=Path, help="YAML configuration file")
+    p.add_argument("--profile", help="judge every run by this policy profile (a shipped name such as guide, or the "
+                   "path of a YAML file; replaces the config file's policy.profile)")
     p.add_argument("--web.listen-address", dest="listen_address", default="127.0.0.1:0",
                    help="address of the embedded agent (default: a free loopback port)")
     p.add_argument("command", nargs=argparse.REMAINDER, help="-- COMMAND...: the training command")
@@ -299,6 +305,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--interval", type=float, default=30.0, help="seconds between refreshes (default 30)")
     p.add_argument("--once", action="store_true", help="draw once and exit (for scripts)")
     p.add_argument("--config.file", dest="config_file", type=Path, help="YAML configuration file")
+    p.add_argument("--profile", help="judge every run by this policy profile (a shipped name such as guide, or the "
+                   "path of a YAML file; replaces the config file's policy.profile)")
     p.set_defaults(func=cmd_live)
 
     p = sub.add_parser("analyze", help="detailed analysis of one run: trends, verdict, Plan B, next steps")
@@ -308,6 +316,8 @@ def build_parser() -> argparse.ArgumentParser:
     out.add_argument("--json", action="store_true", help="print the analysis as JSON")
     out.add_argument("--html", metavar="FILE", type=Path, help="write one self-contained HTML file with plots")
     p.add_argument("--config.file", dest="config_file", type=Path, help="YAML configuration file")
+    p.add_argument("--profile", help="judge every run by this policy profile (a shipped name such as guide, or the "
+                   "path of a YAML file; replaces the config file's policy.profile)")
     p.set_defaults(func=cmd_analyze)
 
     p = sub.add_parser("demo", help="replay a realistic run at high speed and watch it")

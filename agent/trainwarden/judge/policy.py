@@ -1,6 +1,10 @@
-"""The policy: every threshold trainwarden judges a run by, in one place. The defaults are the user's guide
-(docs/guide.md); the config file's `policy:` section overrides them for every run, and `runs.NAME.policy`
-for one run. `policy_from_mapping` reports every problem at once.
+"""The policy: every threshold trainwarden judges a run by, in one place. The defaults are neutral: what holds
+for any training (a loss that is not finite or explodes against the run's own history, an out-of-memory, a dead,
+stalled or crashed process, GPU heat and memory, a metric falling beyond its own noise). Targets, bands,
+baselines, a Plan B and stage advice belong to one project: they come from a profile (`policy.profile: guide`,
+the user's guide in `trainwarden/profiles/guide.yaml`, or a path to one's own YAML). The config file's `policy:`
+section overrides them for every run, and `runs.NAME.policy` for one run. `policy_from_mapping` reports every
+problem at once.
 """
 
 from __future__ import annotations
@@ -24,6 +28,8 @@ PREFERRED_EVAL_KEYS = (
 
 @dataclass(frozen=True)
 class Policy:
+    """A setting of None is off: its alert never fires (and its `trainwarden_policy_*` series is not exported)."""
+
     # -- the run's own pace --------------------------------------------------------------------------------------
     # A run that was progressing is stalled after this many times its own median logging interval...
     stall_pace_multiplier: float = 10.0
@@ -36,74 +42,89 @@ class Policy:
     stall_unknown_seconds: float = 1800.0
     # A run already quiet this long when the agent first sees it is history: shown, never paged (lifecycle.py).
     history_after_seconds: float = 86400.0
-    # -- training (healthy ranges while training, epochs 1-5) ------------------------------------------------------
-    loss_max: float = 1.0  # a logged loss (a 50-iteration mean) above this is an explosion: red at once
-    loss_rise_ratio: float = 0.10  # short-term mean above the longer-term mean by more than this: yellow
-    loss_short_window: int = 10  # logged values in the short-term mean (the guide's "last 10 batches")
-    loss_long_window: int = 100  # logged values in the longer-term mean before them (the guide's "last 100")
+    # -- the loss against the run's own history (any training) ---------------------------------------------------
+    # A logged loss above this many times the median of the run's logged losses is an explosion (red)...
+    loss_explosion_factor: float | None = 3.0
+    # ...once the run has logged this many losses before it (a warm-up's first lines say nothing of the run's level)
+    loss_explosion_min_points: int = 20
+    # An absolute limit: a logged loss above it is an explosion, but only once the run had been at or below it (a
+    # loss that starts above it, as a classification loss of 3.4 does, is not).
+    loss_max: float | None = None
+    # -- evaluations against their own noise (any training) ------------------------------------------------------
+    # Yellow while training runs: the metric fell at this many evaluations in a row, and the last is below the best
+    # by more than `metric_fall_noise_multiplier` times the run's own noise (the median change between evaluations).
+    metric_fall_evaluations: int = 2
+    metric_fall_noise_multiplier: float = 2.0
+    # -- a profile's healthy ranges while training -----------------------------------------------------------------
+    loss_rise_ratio: float | None = None  # short-term mean above the longer-term mean by more than this: yellow
+    loss_short_window: int = 10  # logged values in the short-term mean
+    loss_long_window: int = 100  # logged values in the longer-term mean before them
     loss_slope_window: int = 100  # logged values the trend's slope is fitted over
-    loss_rising_advice: str = "Wait 100 batches and watch the trend (it may be data noise)."
-    loss_range: tuple[float, float] | None = (0.25, 0.35)
-    component_ranges: dict[str, tuple[float, float]] = field(
-        default_factory=lambda: {"loss_cls": (0.10, 0.15), "loss_bbox": (0.15, 0.20)}
-    )
-    accuracy_min_ratio: float = 0.90
-    grad_norm_max: float = 10.0
-    grad_norm_note: str = "clip_grad max_norm is 3.0 in the guide's config"  # said with a high grad norm
-    learning_rate_min: float = 2.5e-5  # below this cosine annealing has left too little to recover
+    loss_rising_advice: str = "Wait for more logged values and watch the trend (it may be data noise)."
+    loss_range: tuple[float, float] | None = None
+    component_ranges: dict[str, tuple[float, float]] = field(default_factory=dict)
+    accuracy_min_ratio: float | None = None
+    grad_norm_max: float | None = None
+    grad_norm_note: str = ""  # said with a high grad norm
+    learning_rate_min: float | None = None  # below this there is too little left to recover (needs a goal)
     gpu_temperature_max_celsius: float = 80.0
     gpu_memory_full_ratio: float = 0.95
     evaluation_news_seconds: float = 900.0  # TrainingEvaluationCompleted stays active this long after a validation
     # -- evaluation ----------------------------------------------------------------------------------------------
     eval_key: str | None = None  # the evaluated metric (`pascal_voc/mAP`, `coco/bbox_mAP`, ...); None: automatic
     recall_key: str | None = None  # None: the first key of the evaluation holding "recall"
-    # The targets, goal and bands below are mAP values of the user's KAIST run: they apply when the evaluated key
-    # is one of these (or is configured explicitly), never to another scale such as COCO's bbox_mAP.
-    target_keys: tuple[str, ...] = ("pascal_voc/mAP", "mAP")
-    targets: dict[int, float] = field(default_factory=lambda: {1: 0.60, 2: 0.61, 3: 0.62, 4: 0.63, 5: 0.63})
-    goal: float = 0.63
-    recall_goal: float = 0.80
-    final_loss_range: tuple[float, float] = (0.25, 0.30)
-    baselines: dict[str, float] = field(
-        default_factory=lambda: {"failed stage-2.1 run (epoch 3)": 0.5265, "stage-1 LLVIP pre-training (epoch 21)": 0.6288}
-    )
-    stable_min: float = 0.60  # consecutive evaluations at or above, no downward trend: stable
-    partial_min: float = 0.60  # final evaluation in [partial_min, goal): partial; below: failed
-    stagnant_band: tuple[float, float] = (0.55, 0.59)
+    # A profile's targets, goal and bands are values of one metric on one scale: they apply only when the evaluated
+    # key is one of `target_keys`, and never to a percentage metric (a value above 1: aAcc 89.72, top-1 93.44).
+    target_keys: tuple[str, ...] = ()
+    targets: dict[int, float] = field(default_factory=dict)
+    goal: float | None = None
+    recall_goal: float | None = None
+    final_loss_range: tuple[float, float] | None = None
+    baselines: dict[str, float] = field(default_factory=dict)
+    stable_min: float | None = None  # consecutive evaluations at or above, no downward trend: stable
+    partial_min: float | None = None  # final evaluation in [partial_min, goal): partial; below: failed
+    stagnant_band: tuple[float, float] | None = None
     stagnant_evaluations: int = 3
     plan_b_min_epochs: int = 5
     plan_b_flat_delta: float = 0.005  # a change smaller than this over the last evaluations is a flat trend
-    # -- early stopping (the user's hook: threshold 0.58, patience 2) ---------------------------------------------
-    early_stop_threshold: float | None = 0.58
-    early_stop_patience: int | None = 2
+    # -- early stopping (the hook's own threshold and patience, as the log tells, unless a profile says) ----------
+    early_stop_threshold: float | None = None
+    early_stop_patience: int | None = None
     early_stop_backup: bool = True  # copy the best checkpoint to a backup name when early stop triggers
-    early_stop_min_delta_max: float = 0.05  # a hook min_delta at or above this is larger than mAP moves per epoch
-    early_stop_threshold_advice: str = "lower it (the guide: 0.55, patience 3, from epoch 5)"
-    early_stop_recovery: str = ("resume with a constant lr 4e-5, early stop off, up to 8 epochs; success when two "
-                                "evaluations in a row are >= 0.60 or one is >= 0.63")
-    # -- what to do --------------------------------------------------------------------------------------------------
-    plan_label: str = "Plan A"  # this run's plan, shown beside its name in the views
-    plan_b_label: str = "Plan B"
-    plan_b_summary: str = "λ1 warm-up 0 -> 0.01"
-    plan_b_command: str = "python tools/train.py configs/llvip/stage2_1_kaist_detonly_progressive_macl.py"
-    success_advice: str = "go to stage 2.2 (re-introduce MACL with a small λ1)"
-    stable_advice: str = "one more epoch to confirm, then stage 2.2"
-    stagnant_advice: str = "nudge the learning rate or raise batch_size"
-    partial_advice: str = "train 3 more epochs"
-    recovery_lr_advice: str = "resume with a constant lr such as 4e-5"  # when the learning rate has collapsed
-    batch_size_advice: str = "the guide: 4 -> 2"  # when the batch size is not known
+    early_stop_min_delta_max: float | None = None  # a hook min_delta at or above this is larger than the metric moves
+    early_stop_threshold_advice: str = "lower it or raise the patience"
+    early_stop_recovery: str = "resume from the best checkpoint with a larger patience or early stopping off"
+    # -- what to do (a profile's plan; empty: none) ------------------------------------------------------------------
+    plan_label: str = ""  # this run's plan, shown beside its name in the views
+    plan_b_label: str = ""
+    plan_b_summary: str = ""
+    plan_b_command: str = ""
+    success_advice: str = "the goal is reached"
+    stable_advice: str = "keep watching"
+    stagnant_advice: str = "nudge the learning rate or raise the batch size"
+    partial_advice: str = "train longer"
+    recovery_lr_advice: str = "resume with a constant learning rate"  # when the learning rate has collapsed
+    batch_size_advice: str = "halve it"  # when the batch size is not known
     train_script: str = "tools/train.py"
     log_lines_red: int = 50  # log lines carried by a red notification
+    runbook_base_url: str = ""  # where the alerts' runbook lives; empty: the registry's RUNBOOK_BASE_URL
 
 
 DEFAULT_POLICY = Policy()
 
-_PAIRS = ("loss_range", "final_loss_range", "stagnant_band")
+_PAIRS = ("loss_range", "final_loss_range", "stagnant_band")  # each may be null (off)
 _INTS = ("loss_short_window", "loss_long_window", "loss_slope_window", "stagnant_evaluations", "plan_b_min_epochs",
-         "log_lines_red")
+         "log_lines_red", "loss_explosion_min_points", "metric_fall_evaluations")
 _STRINGS = ("eval_key", "recall_key", "plan_label", "plan_b_command", "train_script", "loss_rising_advice", "grad_norm_note",
             "early_stop_threshold_advice", "early_stop_recovery", "plan_b_label", "plan_b_summary", "success_advice",
-            "stable_advice", "stagnant_advice", "partial_advice", "recovery_lr_advice", "batch_size_advice")
+            "stable_advice", "stagnant_advice", "partial_advice", "recovery_lr_advice", "batch_size_advice",
+            "runbook_base_url")
+_MAY_BE_EMPTY = ("eval_key", "recall_key", "plan_label", "plan_b_command", "plan_b_label", "plan_b_summary",
+                 "grad_norm_note", "runbook_base_url")
+# numbers that may be null: the setting is off
+_OPTIONAL_NUMBERS = ("loss_explosion_factor", "loss_max", "loss_rise_ratio", "accuracy_min_ratio", "grad_norm_max",
+                     "learning_rate_min", "goal", "recall_goal", "stable_min", "partial_min", "early_stop_threshold",
+                     "early_stop_min_delta_max")
 
 
 def _pair(name: str, value: Any, problems: list[str]) -> tuple[float, float] | None:
@@ -134,7 +155,7 @@ def policy_from_mapping(data: dict, base: Policy = DEFAULT_POLICY, where: str = 
         if key not in known:
             problems.append(f"{name}: unknown setting")
         elif key in _PAIRS:
-            if value is None and key == "loss_range":
+            if value is None:
                 changes[key] = None
             elif (pair := _pair(name, value, problems)) is not None:
                 changes[key] = pair
@@ -146,10 +167,10 @@ def policy_from_mapping(data: dict, base: Policy = DEFAULT_POLICY, where: str = 
         elif key in _STRINGS:
             if value is not None and not isinstance(value, str):
                 problems.append(f"{name}: expected text, got {value!r}")
-            elif value is None and key not in ("eval_key", "recall_key"):
+            elif value is None and key not in _MAY_BE_EMPTY:
                 problems.append(f"{name}: must not be empty")
             else:
-                changes[key] = value
+                changes[key] = value if value is not None or key in ("eval_key", "recall_key") else ""
         elif key == "target_keys":
             if isinstance(value, str):
                 value = [value]
@@ -166,7 +187,7 @@ def policy_from_mapping(data: dict, base: Policy = DEFAULT_POLICY, where: str = 
                 problems.append(f"{name}: expected true or false")
             else:
                 changes[key] = value
-        elif key in ("early_stop_threshold", "early_stop_patience") and value is None:
+        elif key in (*_OPTIONAL_NUMBERS, "early_stop_patience") and value is None:
             changes[key] = None
         elif key == "early_stop_patience":
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
@@ -176,8 +197,10 @@ def policy_from_mapping(data: dict, base: Policy = DEFAULT_POLICY, where: str = 
         elif (number := _number(name, value, problems)) is not None:
             changes[key] = number
     policy = replace(base, **changes)
-    if policy.loss_rise_ratio <= 0 and "loss_rise_ratio" in changes:
-        problems.append(f"{where}.loss_rise_ratio: must be above 0")
+    for positive in ("loss_rise_ratio", "loss_explosion_factor"):
+        value = getattr(policy, positive)
+        if positive in changes and value is not None and value <= 0:
+            problems.append(f"{where}.{positive}: must be above 0")
     return policy, problems
 
 

@@ -9,6 +9,7 @@ from trainwarden.model.judgement import (
     EvaluationTarget,
     HostJudgement,
     Judgement,
+    LossHistory,
     LossTrend,
     PlanBCheck,
     PolicyView,
@@ -64,7 +65,7 @@ __all__ = [
     "EarlyStopLog", "EarlyStopPoint", "EarlyStopStory", "EarlyStopTriggered", "EarlyStopping", "ErrorEvent", "ErrorLine",
     "EvalProgress", "EvalRecord", "Evaluation", "EvaluationReport", "EvaluationTarget", "GpuProcess", "GpuReport",
     "GpuSample", "Health", "HostJudgement", "HostPolicy", "Judgement", "LatestTrain", "LoadedCheckpoint", "LogCounts",
-    "LogFile", "LogReport", "LossTrend", "PlanBCheck", "PolicyView", "ProcessInfo", "Record", "Resume", "Resumed",
+    "LogFile", "LogReport", "LossHistory", "LossTrend", "PlanBCheck", "PolicyView", "ProcessInfo", "Record", "Resume", "Resumed",
     "RunGpu", "RunReport", "RunSnapshot", "RunState", "SavedCheckpoint", "Session", "Severity", "StatusReport",
     "TrainPoint", "TrainRecord", "Verdict", "severity_rank",
 ]

@@ -47,6 +47,15 @@ class LossTrend:
 
 
 @dataclass(frozen=True, slots=True)
+class LossHistory:
+    """The run's own loss level before its latest logged loss: what an explosion is measured against."""
+
+    points: int  # finite logged losses before the latest (the run's long-range history, thinned when long)
+    median: float | None  # their median; None while fewer than the policy's minimum, or when a loss was <= 0
+    minimum: float | None  # the lowest of them; None before the second logged loss
+
+
+@dataclass(frozen=True, slots=True)
 class PlanBCheck:
     condition: str
     met: bool
@@ -103,13 +112,13 @@ class RunGpu:
 class PolicyView:
     """The thresholds this run was judged by (exported so the Prometheus rules compare against the same)."""
 
-    loss_max: float
-    loss_rise_ratio: float
-    accuracy_min_ratio: float
-    grad_norm_max: float
+    loss_max: float | None  # None: a setting that is off (its alert never fires, its series is not exported)
+    loss_rise_ratio: float | None
+    accuracy_min_ratio: float | None
+    grad_norm_max: float | None
     gpu_temperature_max_celsius: float
     gpu_memory_full_ratio: float
-    learning_rate_min: float
+    learning_rate_min: float | None
     stall_seconds: float
     evaluation_news_seconds: float
     goal: float | None
@@ -118,6 +127,7 @@ class PolicyView:
     baselines: Mapping[str, float]
     loss_range: tuple[float, float] | None
     plan_label: str | None = None  # the run's plan ("Plan A"), shown beside its name
+    loss_explosion_factor: float | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -138,6 +148,7 @@ class Judgement:
     gpus: tuple[RunGpu, ...]
     policy: PolicyView
     history: bool = False  # quiet since long before the agent first saw it: shown, never paged
+    loss_history: LossHistory | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -13,7 +13,16 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from trainwarden.model.enums import Health, RunState
-from trainwarden.model.judgement import BestEvaluation, Condition, EarlyStopStory, LossTrend, PlanBCheck, PolicyView, RunGpu
+from trainwarden.model.judgement import (
+    BestEvaluation,
+    Condition,
+    EarlyStopStory,
+    LossHistory,
+    LossTrend,
+    PlanBCheck,
+    PolicyView,
+    RunGpu,
+)
 from trainwarden.model.snapshot import (
     Attempt,
     Checkpoint,
@@ -96,6 +105,7 @@ class RunReport:
     advice: str | None = None
     plan_b: tuple[PlanBCheck, ...] = ()
     loss_trend: LossTrend | None = None
+    loss_history: LossHistory | None = None  # the run's own loss level an explosion is measured against
     early_stop_analysis: EarlyStopStory | None = None
     policy: PolicyView | None = None
     phase: str | None = None

@@ -118,6 +118,13 @@ def add_run(f: _Families, run: RunReport) -> None:
         value = getattr(run, attribute)
         if value is not None:
             f.gauge(name, doc, ["run"]).add_metric([r], float(value))
+    history = run.loss_history
+    if history is not None and history.median is not None:
+        f.gauge("train_loss_history_median", "Median of the run's logged losses before the latest (once enough are in).",
+                ["run"]).add_metric([r], history.median)
+    if history is not None and history.minimum is not None:
+        f.gauge("train_loss_history_min", "The lowest logged loss before the latest.", ["run"]).add_metric(
+            [r], history.minimum)
     loss = NAN if run.loss is None and "loss" in run.nonfinite else run.loss  # the log really says nan/inf
     if loss is not None:
         f.gauge("train_loss", "Total loss of the last logged window.", ["run"]).add_metric([r], loss)
@@ -206,7 +213,9 @@ def _add_checkpoints(f: _Families, run: RunReport) -> None:
 
 # (metric, PolicyView attribute, help): the thresholds the Prometheus rules compare against
 _POLICY_GAUGES = (
-    ("policy_loss_max", "loss_max", "Loss above this is an explosion (red)."),
+    ("policy_loss_max", "loss_max", "Loss above this is an explosion (red), once the run had been at or below it."),
+    ("policy_loss_explosion_factor", "loss_explosion_factor",
+     "Loss above this many times the run's own median (train_loss_history_median) is an explosion (red)."),
     ("policy_loss_rise_ratio", "loss_rise_ratio", "Short-term loss rise above this ratio is yellow."),
     ("policy_accuracy_min_ratio", "accuracy_min_ratio", "Accuracy below this is yellow."),
     ("policy_grad_norm_max", "grad_norm_max", "Gradient norm above this is yellow."),
@@ -222,7 +231,9 @@ def _add_policy(f: _Families, run: RunReport) -> None:
     if policy is None:
         return
     for name, attribute, doc in _POLICY_GAUGES:
-        f.gauge(name, doc, ["run"]).add_metric([r], getattr(policy, attribute))
+        value = getattr(policy, attribute)
+        if value is not None:  # a setting that is off has no series: the rule comparing against it cannot fire
+            f.gauge(name, doc, ["run"]).add_metric([r], value)
     if policy.goal is not None and run.eval_key:
         f.gauge("policy_target", "The final goal of the evaluated metric.", ["run", "key"]).add_metric(
             [r, run.eval_key], policy.goal)

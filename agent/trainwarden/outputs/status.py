@@ -51,6 +51,7 @@ def run_report(snap: RunSnapshot, j: Judgement) -> RunReport:
         early_stopping=snap.early_stopping, early_stopping_hook=dict(snap.config.early_stopping or {}),
         health=j.health, conditions=j.conditions, verdict=j.verdict.verdict, verdict_rule=j.verdict.rule,
         verdict_reasons=j.verdict.reasons, advice=j.advice, plan_b=j.verdict.plan_b, loss_trend=j.loss_trend,
+        loss_history=j.loss_history,
         early_stop_analysis=j.early_stop, policy=j.policy, phase=snap.phase,
         loss_recent=tuple(p.values.get("loss") for p in snap.recent[-LOSS_RECENT_POINTS:]),
         stall_after_seconds=j.stall_seconds, start_timestamp_seconds=snap.first_timestamp,

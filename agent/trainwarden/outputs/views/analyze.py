@@ -44,7 +44,10 @@ def analysis(run: RunReport, snap: RunSnapshot, policy: Policy) -> dict:
                for p in snap.history]  # JSON has no NaN: a nan/inf value is null
     place = place_of_report(run)
     by_epoch = any(e.epoch is not None for e in run.evaluations) or run.epoch is not None
-    plan_b_text = plan_b(policy).split(": ", 1)[1] if any(c.met for c in run.plan_b) else None
+    # a profile's Plan B, for the metric it was written for only (the neutral defaults have none)
+    plan_b_text = (plan_b(policy).split(": ", 1)[1]
+                   if policy.plan_b_command and run.policy and run.policy.targets_apply and any(c.met for c in run.plan_b)
+                   else None)
     oom = any(c.alert == OOM_ALERT for c in run.conditions)
     return {
         "run": run.run, "work_dir": run.work_dir, "state": run.state.value,
@@ -176,7 +179,7 @@ def render_html(a: dict) -> str:
     charts = [
         line_chart(loss_series, "Loss and components over iterations", band=band_values, band_label="healthy loss",
                    hlines=[("explosion", a["loss_max"], "#d62728")]
-                   if any((h.get("loss") or 0) > 0.8 * a["loss_max"] for h in hist) else [],
+                   if a["loss_max"] is not None and any((h.get("loss") or 0) > 0.8 * a["loss_max"] for h in hist) else [],
                    x_label="iteration"),
         line_chart(metric, f"{key_name} per {'epoch' if evals and evals[0]['epoch'] is not None else 'iteration'}",
                    hlines=hlines, x_label="epoch" if evals and evals[0]["epoch"] is not None else "iteration"),

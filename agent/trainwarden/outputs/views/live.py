@@ -65,8 +65,10 @@ def run_panel(run: RunReport) -> Panel:
     comps = "  ".join(f"{k.replace('loss_', '')} {v:.4f}" for k, v in run.losses.items() if v is not None)
     grid.add_row("components", comps or MISSING)
     acc, grad = run.accuracy_ratio, run.grad_norm
-    acc_low = None if acc is None or policy is None else acc < policy.accuracy_min_ratio
-    grad_high = None if grad is None or policy is None else grad > policy.grad_norm_max
+    acc_min = policy.accuracy_min_ratio if policy else None  # None: the policy sets no limit
+    grad_max = policy.grad_norm_max if policy else None
+    acc_low = None if acc is None or acc_min is None else acc < acc_min
+    grad_high = None if grad is None or grad_max is None else grad > grad_max
     grid.add_row("acc / grad", Text.assemble(_val(None if acc is None else acc * 100, ".1f", acc_low, "%"), "  /  ",
                                              _val(grad, ".2f", grad_high)))
     key = run.eval_key
