@@ -40,8 +40,8 @@ def test_a_watched_folder_of_old_runs_pages_only_for_the_live_one(tmp_path, sink
     try:
         assert agent.ready.wait(20)
         with log.open("a", encoding="utf-8") as f:
-            f.write(train(100, "1.3500"))
-        wait_for(lambda: any("TrainingLossExplosion" in t for t in sink.titles()), timeout=15, interval=0.05)
+            f.write(train(100, "nan"))  # a red under any policy
+        wait_for(lambda: any("TrainingLossNotFinite" in t for t in sink.titles()), timeout=15, interval=0.05)
         # a page for the old run would have been queued with the first document, before this one, and delivered
         # first (or combined with it)
         assert [m["title"] for m in sink.received if "old_voc" in m["title"] or "old_voc" in m["message"]] == []

@@ -98,7 +98,8 @@ REAL_LOGS = sorted(p for p in REAL.rglob("*.log"))
 def test_real_curves_never_explode_and_neutral_never_pages_red(log):
     """Each real log replayed record by record, judged after every train line as a live watcher would (a second
     after it): no TrainingLossExplosion under either profile, no red at all under the neutral defaults."""
-    records = parse_lines(log.read_text(encoding="utf-8", errors="replace").splitlines(), 2023)
+    text = log.read_text(encoding="utf-8", errors="replace")
+    records = parse_lines(text.splitlines(), 2023)
     state = RunState(log.parent.name, str(log.parent), "mmengine")
     guide, judged = guide_policy(), 0
     for record in records:
@@ -111,8 +112,9 @@ def test_real_curves_never_explode_and_neutral_never_pages_red(log):
         assert not red, (record, red)
         assert "TrainingLossExplosion" not in {c.alert for c in judge(snap, guide, record.ts + 1).conditions}
         judged += 1
-    # the Mask R-CNN run logs no train line (interval > iterations per epoch), tools/test.py none either
-    assert judged or "maskrcnn" in str(log) or "_test_" in str(log)
+    # every train line was judged; a log without one (the Mask R-CNN run's logging interval exceeds its epoch,
+    # tools/test.py sessions, a validation-only workflow) has nothing to judge
+    assert records and (judged or not any(m in text for m in ("Epoch(train)", "Iter(train)", "lr: ")))
 
 
 def test_the_profile_flag_judges_every_run_by_that_profile():
@@ -125,9 +127,11 @@ def test_the_profile_flag_judges_every_run_by_that_profile():
     assert result.returncode == 2 and "--profile: unknown profile 'nope'" in result.stderr
 
 
-def test_the_guide_judges_the_users_early_stopped_kaist_run():
+def test_the_guide_judges_the_users_early_stopped_kaist_run(tmp_path):
     """The user's own run (design-shapes): by the guide, early stopped at 0.5542 is red, failed, with Plan B."""
-    run = json.loads(run_cli("status", "--json", "--profile", "guide", str(DESIGN / "mmengine_kaist_resumed")).stdout)["runs"][0]
+    cfg = tmp_path / "trainwarden.yml"  # judged as if watched while it ran: years old, it would be history (never red)
+    cfg.write_text("policy:\n  profile: guide\n  history_after_seconds: 1.0e+12\n")
+    run = json.loads(run_cli("status", "--json", "--config.file", str(cfg), str(DESIGN / "mmengine_kaist_resumed")).stdout)["runs"][0]
     assert run["health"] == "red" and run["verdict"] == "failed"
     assert {c["alert"] for c in run["conditions"]} == {"TrainingTargetMissed", "TrainingEarlyStopped"}
     assert "configs/llvip/stage2_1_kaist_detonly_progressive_macl.py" in run["advice"]
