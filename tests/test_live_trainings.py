@@ -93,7 +93,7 @@ def assert_apprise_types(sink) -> None:
 class Watch:
     """`trainwarden watch ROOT` in its own process, notifying the sink (standalone mode, the default policy)."""
 
-    def __init__(self, root: Path, sink, state: Path) -> None:
+    def __init__(self, root: Path, sink, state: Path, started: list) -> None:
         root.mkdir(parents=True, exist_ok=True)
         config = state.parent / "trainwarden.yml"
         config.write_text(f"notify:\n  host: box\n  state_dir: {state}\n  resolve_after_seconds: 0\n"
@@ -104,6 +104,9 @@ class Watch:
             self.proc = subprocess.Popen([sys.executable, "-m", "trainwarden", "watch", str(root), "--config.file",
                                           str(config), "--web.listen-address", self.base.removeprefix("http://")],
                                          stdout=subprocess.DEVNULL, stderr=err)
+        started.append(self)  # stopped at the end of the test whatever happens next
+
+    def wait_up(self) -> None:
         wait_for(self._up, timeout=60, interval=0.2)
 
     def _get(self, path: str) -> str:
@@ -112,7 +115,7 @@ class Watch:
 
     def _up(self) -> bool:
         try:
-            return self._get("/healthz") == "ok"
+            return self._get("/healthz").strip() == "ok"
         except OSError:
             return False
 
@@ -139,7 +142,11 @@ class Watch:
 
     def stop(self) -> None:
         self.proc.send_signal(signal.SIGTERM)
-        self.proc.wait(timeout=30)
+        try:
+            self.proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            raise
         err = self.stderr.read_text(encoding="utf-8")
         assert "Traceback" not in err, err
 
@@ -149,8 +156,9 @@ def watch(tmp_path, sink):
     started = []
 
     def _start() -> Watch:
-        started.append(Watch(tmp_path / "work_dirs", sink, tmp_path / "state"))
-        return started[0]
+        agent = Watch(tmp_path / "work_dirs", sink, tmp_path / "state", started)
+        agent.wait_up()
+        return agent
 
     yield _start
     for w in started:
