@@ -77,8 +77,10 @@ def count(sink, marker: str, alert: str) -> int:
     return sum(1 for p in pages(sink) if p.marker == marker and p.alert == alert)
 
 
-def assert_apprise_types(sink) -> None:
-    """A message goes out with the type of its severity; a combined one with its worst member's."""
+def assert_pages_sound(sink) -> None:
+    """What holds for every training: a message goes out with the apprise type of its severity (a combined one
+    with its worst member's); no alert pages again while it is still active; a resolved notice only follows its
+    own page."""
     for m in list(sink.received):
         title = m.get("title", "")
         if title.startswith("[trainwarden] ") and " notifications: " in title:
@@ -88,6 +90,15 @@ def assert_apprise_types(sink) -> None:
         else:
             marker = TITLE.match(title)[1]
             assert m.get("type") == APPRISE_TYPE[marker], f"{title}: apprise type {m.get('type')}"
+    active: set[tuple[str, str]] = set()
+    for page in pages(sink):
+        key = (page.alert, page.run)
+        if page.marker in ("RED", "YELLOW"):
+            assert key not in active, f"{page.alert} paged twice for {page.run} while active: {pages(sink)}"
+            active.add(key)
+        elif page.marker == "RESOLVED":
+            assert key in active, f"{page.alert} resolved for {page.run} without its page: {pages(sink)}"
+            active.discard(key)
 
 
 class Watch:
@@ -215,7 +226,7 @@ def test_a_healthy_training_pages_nothing_red(tmp_path, sink, watch, build):
     assert run["state"] == "finished", run["conditions"]
     assert red(sink) == Counter() and yellow(sink) == Counter(), pages(sink)
     assert run["health"] != "red" and run["epoch"] == 5 and len(run["evaluations"]) == 5
-    assert_apprise_types(sink)
+    assert_pages_sound(sink)
     assert run_cli("status", str(wd)).returncode == 0
 
 
@@ -226,7 +237,7 @@ def test_a_loss_explosion_pages_once(tmp_path, sink, watch):
     train(wd, "explosion").finish()
     agent.settled(wd.name, ENDED)
     assert red(sink) == Counter({"TrainingLossExplosion": 1}), pages(sink)
-    assert_apprise_types(sink)
+    assert_pages_sound(sink)
 
 
 def test_a_nan_loss_pages_once(tmp_path, sink, watch):
@@ -237,7 +248,7 @@ def test_a_nan_loss_pages_once(tmp_path, sink, watch):
     run = agent.settled(wd.name, ENDED)
     assert red(sink) == Counter({"TrainingLossNotFinite": 1}), pages(sink)
     assert run["loss"] is None and "loss" in run["nonfinite"]
-    assert_apprise_types(sink)
+    assert_pages_sound(sink)
 
 
 def test_early_stopping_is_news_not_a_page(tmp_path, sink, watch):
@@ -250,7 +261,7 @@ def test_early_stopping_is_news_not_a_page(tmp_path, sink, watch):
     assert run["state"] == "early_stopped" and run["epoch"] == 4 and run["max_epochs"] == 8
     assert red(sink) == Counter(), pages(sink)
     assert count(sink, "INFO", "TrainingEarlyStopped") == 1, pages(sink)
-    assert_apprise_types(sink)
+    assert_pages_sound(sink)
 
 
 @pytest.mark.skipif(sys.platform == "win32", reason="SIGKILL")
@@ -266,7 +277,7 @@ def test_a_training_killed_mid_epoch_pages_once(tmp_path, sink, watch):
     run = agent.settled(wd.name, ENDED)
     assert run["state"] == "crashed" and run["epoch"] == 2
     assert red(sink) == Counter({"TrainingProcessExited": 1}), pages(sink)
-    assert_apprise_types(sink)
+    assert_pages_sound(sink)
 
 
 def test_a_cuda_oom_under_run_pages_once(tmp_path, sink):
@@ -283,7 +294,7 @@ def test_a_cuda_oom_under_run_pages_once(tmp_path, sink):
     reds = red(sink)
     assert reds["TrainingCUDAOutOfMemory"] == 1, pages(sink)
     assert set(reds) <= {"TrainingCUDAOutOfMemory", "TrainingProcessExited"} and max(reds.values()) == 1, pages(sink)
-    assert_apprise_types(sink)
+    assert_pages_sound(sink)
 
 
 def test_a_crash_then_resume_pages_then_resolves(tmp_path, sink, watch):
@@ -299,7 +310,7 @@ def test_a_crash_then_resume_pages_then_resolves(tmp_path, sink, watch):
     wait_for(lambda: count(sink, "RESOLVED", "TrainingProcessExited") == 1, timeout=30, interval=0.2)
     assert red(sink) == Counter({"TrainingProcessExited": 1}), pages(sink)
     assert count(sink, "RESOLVED", "TrainingProcessExited") == 1, pages(sink)
-    assert_apprise_types(sink)
+    assert_pages_sound(sink)
 
 
 def test_a_second_training_into_the_same_work_dir_is_the_run_again(tmp_path, sink, watch):
@@ -320,7 +331,7 @@ def test_a_second_training_into_the_same_work_dir_is_the_run_again(tmp_path, sin
     run = agent.settled(wd.name, ENDED)
     assert run["state"] == "finished" and run["epoch"] == 5 and len(run["evaluations"]) == 5
     assert red(sink) == Counter(), pages(sink)
-    assert_apprise_types(sink)
+    assert_pages_sound(sink)
 
 
 # -- the logs one run of the same scripts wrote -------------------------------------------------------------------
