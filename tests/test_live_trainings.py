@@ -345,7 +345,8 @@ FIXTURE_FACTS = {
                          "newest": "epoch_5.pth", "red": False},
     "healthy_in_python": {"state": "finished", "epoch": 5, "max_epochs": None, "evaluations": 5, "last": 0.405,
                           "best": ("coco/bbox_mAP", 0.405, None), "newest": "epoch_5.pth", "red": False},
-    "early_stop": {"state": "early_stopped", "epoch": 4, "max_epochs": 8, "evaluations": 4, "last": 0.307,
+    # stopped by EarlyStoppingHook: as history it may read as finished, never as interrupted
+    "early_stop": {"state": {"early_stopped", "finished"}, "epoch": 4, "max_epochs": 8, "evaluations": 4, "last": 0.307,
                    "best": ("coco/bbox_mAP", 0.309, "best_coco_bbox_mAP_epoch_3.pth"), "config": "scripted_config.py",
                    "newest": "epoch_4.pth", "red": False},
     "crash_then_resume": {"state": "finished", "epoch": 5, "max_epochs": 5, "evaluations": 5, "last": 0.405,
