@@ -266,16 +266,16 @@ def test_early_stopping_is_news_not_a_page(tmp_path, sink, watch):
 
 @pytest.mark.skipif(sys.platform == "win32", reason="SIGKILL")
 def test_a_training_killed_mid_epoch_pages_once(tmp_path, sink, watch):
-    """SIGKILL while the agent watches, in the middle of epoch 2: one TrainingProcessExited, red."""
+    """SIGKILL while the agent watches, once it has seen the process and epoch 2: one TrainingProcessExited, red."""
     agent = watch()
     wd = tmp_path / "work_dirs" / "killed"
     training = train(wd, "healthy", "python", step=0.2)
-    wait_for(lambda: ((agent.run(wd.name) or {}).get("process") or {}).get("up") and
-             agent.run(wd.name)["epoch"] == 2, timeout=120, interval=0.2)
-    training.proc.send_signal(signal.SIGKILL)
+    wait_for(lambda: (r := agent.run(wd.name)) and (r["process"] or {}).get("up") and (r["epoch"] or 0) >= 2,
+             timeout=120, interval=0.2)
+    training.proc.send_signal(signal.SIGKILL)  # in epoch 2 (or 3 on a slow machine) of 5
     training.finish(-signal.SIGKILL)
     run = agent.settled(wd.name, ENDED)
-    assert run["state"] == "crashed" and run["epoch"] == 2
+    assert run["state"] == "crashed" and run["epoch"] < 5
     assert red(sink) == Counter({"TrainingProcessExited": 1}), pages(sink)
     assert_pages_sound(sink)
 
@@ -322,7 +322,7 @@ def test_a_second_training_into_the_same_work_dir_is_the_run_again(tmp_path, sin
     train(wd, "healthy", step=0.02).finish()
     first = agent.settled(wd.name, ENDED)
     assert first["state"] == "finished" and first["epoch"] == 5
-    second = train(wd, "healthy", step=0.1)
+    second = train(wd, "healthy", step=0.2)
     seen = wait_for(lambda: (r := agent.run(wd.name)) and len(r["sessions"]) == 2 and r["epoch"] in (2, 3, 4) and r,
                     timeout=120, interval=0.2)
     assert seen["state"] == "running", (seen["state"], seen["epoch"])
