@@ -65,6 +65,11 @@ def pages(sink) -> list[Page]:
     return out
 
 
+def shown(sink) -> str:
+    """The pages in order, one a line, for an assertion's message."""
+    return "\n" + "\n".join(f"{p.marker} {p.alert} - {p.run} ({p.apprise_type})" for p in pages(sink))
+
+
 def red(sink) -> Counter:
     return Counter(p.alert for p in pages(sink) if p.marker == "RED")
 
@@ -94,10 +99,10 @@ def assert_pages_sound(sink) -> None:
     for page in pages(sink):
         key = (page.alert, page.run)
         if page.marker in ("RED", "YELLOW"):
-            assert key not in active, f"{page.alert} paged twice for {page.run} while active: {pages(sink)}"
+            assert key not in active, f"{page.alert} paged twice for {page.run} while active: {shown(sink)}"
             active.add(key)
         elif page.marker == "RESOLVED":
-            assert key in active, f"{page.alert} resolved for {page.run} without its page: {pages(sink)}"
+            assert key in active, f"{page.alert} resolved for {page.run} without its page: {shown(sink)}"
             active.discard(key)
 
 
@@ -224,7 +229,7 @@ def test_a_healthy_training_pages_nothing_red(tmp_path, sink, watch, build):
     train(wd, "healthy", build).finish()
     run = agent.settled(wd.name, ENDED)
     assert run["state"] == "finished", run["conditions"]
-    assert red(sink) == Counter() and yellow(sink) == Counter(), pages(sink)
+    assert red(sink) == Counter() and yellow(sink) == Counter(), shown(sink)
     assert run["health"] != "red" and run["epoch"] == 5 and len(run["evaluations"]) == 5
     assert_pages_sound(sink)
     assert run_cli("status", str(wd)).returncode == 0
@@ -236,7 +241,7 @@ def test_a_loss_explosion_pages_once(tmp_path, sink, watch):
     wd = tmp_path / "work_dirs" / "explosion"
     train(wd, "explosion").finish()
     agent.settled(wd.name, ENDED)
-    assert red(sink) == Counter({"TrainingLossExplosion": 1}), pages(sink)
+    assert red(sink) == Counter({"TrainingLossExplosion": 1}), shown(sink)
     assert_pages_sound(sink)
 
 
@@ -246,7 +251,7 @@ def test_a_nan_loss_pages_once(tmp_path, sink, watch):
     wd = tmp_path / "work_dirs" / "nan"
     train(wd, "nan", "python").finish()
     run = agent.settled(wd.name, ENDED)
-    assert red(sink) == Counter({"TrainingLossNotFinite": 1}), pages(sink)
+    assert red(sink) == Counter({"TrainingLossNotFinite": 1}), shown(sink)
     assert run["loss"] is None and "loss" in run["nonfinite"]
     assert_pages_sound(sink)
 
@@ -259,8 +264,8 @@ def test_early_stopping_is_news_not_a_page(tmp_path, sink, watch):
     train(wd, "earlystop").finish()
     run = agent.settled(wd.name, ENDED)
     assert run["state"] == "early_stopped" and run["epoch"] == 4 and run["max_epochs"] == 8
-    assert red(sink) == Counter(), pages(sink)
-    assert count(sink, "INFO", "TrainingEarlyStopped") == 1, pages(sink)
+    assert red(sink) == Counter(), shown(sink)
+    assert count(sink, "INFO", "TrainingEarlyStopped") == 1, shown(sink)
     assert_pages_sound(sink)
 
 
@@ -276,7 +281,7 @@ def test_a_training_killed_mid_epoch_pages_once(tmp_path, sink, watch):
     training.finish(-signal.SIGKILL)
     run = agent.settled(wd.name, ENDED)
     assert run["state"] == "crashed" and run["epoch"] < 5
-    assert red(sink) == Counter({"TrainingProcessExited": 1}), pages(sink)
+    assert red(sink) == Counter({"TrainingProcessExited": 1}), shown(sink)
     assert_pages_sound(sink)
 
 
@@ -292,8 +297,8 @@ def test_a_cuda_oom_under_run_pages_once(tmp_path, sink):
     assert "OutOfMemoryError: CUDA out of memory. Tried to allocate 1.50 GiB" in result.stderr
     assert "Traceback (most recent call last):" in next(wd.glob("trainwarden-console-*.log")).read_text(encoding="utf-8")
     reds = red(sink)
-    assert reds["TrainingCUDAOutOfMemory"] == 1, pages(sink)
-    assert set(reds) <= {"TrainingCUDAOutOfMemory", "TrainingProcessExited"} and max(reds.values()) == 1, pages(sink)
+    assert reds["TrainingCUDAOutOfMemory"] == 1, shown(sink)
+    assert set(reds) <= {"TrainingCUDAOutOfMemory", "TrainingProcessExited"} and max(reds.values()) == 1, shown(sink)
     assert_pages_sound(sink)
 
 
@@ -308,8 +313,8 @@ def test_a_crash_then_resume_pages_then_resolves(tmp_path, sink, watch):
     run = agent.settled(wd.name, ENDED)
     assert run["state"] == "finished" and run["epoch"] == 5 and len(run["sessions"]) == 2
     wait_for(lambda: count(sink, "RESOLVED", "TrainingProcessExited") == 1, timeout=30, interval=0.2)
-    assert red(sink) == Counter({"TrainingProcessExited": 1}), pages(sink)
-    assert count(sink, "RESOLVED", "TrainingProcessExited") == 1, pages(sink)
+    assert red(sink) == Counter({"TrainingProcessExited": 1}), shown(sink)
+    assert count(sink, "RESOLVED", "TrainingProcessExited") == 1, shown(sink)
     assert_pages_sound(sink)
 
 
@@ -330,7 +335,7 @@ def test_a_second_training_into_the_same_work_dir_is_the_run_again(tmp_path, sin
     second.finish()
     run = agent.settled(wd.name, ENDED)
     assert run["state"] == "finished" and run["epoch"] == 5 and len(run["evaluations"]) == 5
-    assert red(sink) == Counter(), pages(sink)
+    assert red(sink) == Counter(), shown(sink)
     assert_pages_sound(sink)
 
 
