@@ -20,6 +20,10 @@ fi
 
 if [ ! -x .venv/bin/python ]; then python3 -m venv .venv; fi
 .venv/bin/python -m pip install -q --upgrade pip >/dev/null
+# the dev extra brings the trainers extra (torch, mmengine) for tests/test_live_trainings.py: torch first, as
+# the CPU build (a local version PyPI does not have: without the wheel on disk or a CPU index this fails here,
+# loudly, instead of fetching a CUDA build of several GB or leaving the live trainings out)
+.venv/bin/python -m pip install -q 'torch==2.13.0+cpu'
 .venv/bin/python -m pip install -q -e '.[dev]'
 
 .venv/bin/ruff check agent tests bench
