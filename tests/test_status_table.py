@@ -42,3 +42,22 @@ def test_the_status_page_shows_the_last_validation_and_labels_a_test_alone():
     page = status_page(from_plain(StatusReport, json.loads(result.stdout))).decode("utf-8")
     assert "PCK 0.9728" in page and "PCK 0.9728 (test)" not in page
     assert "coco/bbox_mAP 0.0030 (test)" in page
+
+
+def test_every_real_run_that_finished_shows_its_whole_progress():
+    """mmcls 0.x's last train line is `Epoch [20][150/196]` (98.8 %), then `Saving checkpoint at 20 epochs`; a log
+    without train lines (mmcls flower, mmdet 2.x balloon) still says 20 (10) epochs done: every finished run is at
+    100 %, and an interrupted run at its real fraction (RetinaNet VOC: 4 of 5 epochs saved)."""
+    from test_real_logs import TRUTHS
+
+    runs = {r["run"]: r for r in json.loads(run_cli("status", "--json", str(REAL)).stdout)["runs"]}
+    for truth in TRUTHS:
+        run = runs[truth.run]
+        if truth.state == "finished":
+            assert run["progress_ratio"] == 1.0, truth.run
+        else:
+            assert 0 < run["progress_ratio"] < 1, truth.run
+    assert runs["mmdet2x_retinanet_voc"]["progress_ratio"] == 0.8
+    rows = table_of("mmcls0x_epoch_cifar10", "mmcls0x_epoch_flower")
+    assert "epoch 20/20 [196/196] 100.0%" in rows["mmcls0x_epoch_cifar10"]
+    assert "epoch 20/20 100.0%" in rows["mmcls0x_epoch_flower"]
