@@ -36,8 +36,10 @@ EXPECTED = {
     },
     # mmcv 2.x, 5 epochs planned, stopped after `Saving checkpoint at 4 epochs` (epoch 4 at 4100/4139).
     REAL / "mmdet2x_retinanet_voc": {
-        "framework": "mmcv", "state": "stalled", "epoch": 4, "max_epochs": 5, "epoch_iteration": 4100,
-        "iterations_per_epoch": 4139, "iteration": 3 * 4139 + 4100, "max_iterations": 5 * 4139, "loss": 0.2762,
+        # the last train line is `Epoch [4][4100/4139]`, then `Saving checkpoint at 4 epochs`: epoch 4 is done whole
+        "framework": "mmcv", "state": "stalled", "epoch": 4, "max_epochs": 5, "epoch_iteration": 4139,
+        "iterations_per_epoch": 4139, "iteration": 4 * 4139, "max_iterations": 5 * 4139, "progress_ratio": 0.8,
+        "loss": 0.2762,
         "losses": {"loss_cls": 0.1392, "loss_bbox": 0.137}, "learning_rate": 0.002, "batch_size": 4,
         "evaluations": 3, "last_eval": (3, "mAP", 0.8474), "best": {"key": "mAP", "value": 0.85, "epoch": 2},
         "last_saved": ("epoch", 4), "health": "red", "verdict": "in_progress",  # the neutral defaults: no goal
@@ -45,7 +47,8 @@ EXPECTED = {
     },
     # mmcv 2.x, 10 epochs, no train lines (log interval > iterations per epoch), 10 COCO validations.
     REAL / "mmdet2x_maskrcnn_coco_balloon": {
-        "framework": "mmcv", "state": "finished", "epoch": None, "max_epochs": 10, "evaluations": 10,
+        # the epoch is what `Saving checkpoint at 10 epochs` and `Epoch(val) [10][13]` say (issue 12)
+        "framework": "mmcv", "state": "finished", "epoch": 10, "max_epochs": 10, "progress_ratio": 1.0, "evaluations": 10,
         "last_eval": (10, "bbox_mAP", 0.7659), "best": {"key": "bbox_mAP", "value": 0.774, "epoch": 6},
         "last_saved": ("epoch", 10),
     },

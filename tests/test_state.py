@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+from conftest import REAL
 
 from trainwarden.judge.lifecycle import lifecycle
 from trainwarden.judge.policy import Policy
@@ -15,6 +16,8 @@ from trainwarden.model import (
     Resumed,
     TrainRecord,
 )
+from trainwarden.parse.jsonlogs import parse_mmcv_json_line
+from trainwarden.parse.stream import parse_lines
 from trainwarden.state import HISTORY_POINTS, MAX_EVALUATIONS, RECENT_TRAIN, RunState
 
 T0 = 1_762_900_000.0
@@ -176,3 +179,102 @@ def test_an_iteration_loop_never_goes_backwards_within_a_session():
     its = [TrainRecord(T0 + k, None, None, None, it, 3000, {"loss": 0.3}, 100.0) for k, it in enumerate((100, 150, 50))]
     state.apply_all(its, "s1")
     assert state.snapshot().iteration == 150
+
+
+# -- issue 12 follow-ups on real mmcv logs ------------------------------------------------------------------------
+CIFAR10 = REAL / "mmcls0x_epoch_cifar10" / "20230205_164050.log"
+
+
+@pytest.mark.parametrize("order", ["evaluation first", "loss first"])
+def test_a_val_workflow_loss_and_an_evaluation_at_one_epoch_are_both_kept(order):
+    """mmcls 0.x with `workflow = [('train', 1), ('val', 1)]` logs the EvalHook's `accuracy_top-1` and the val
+    workflow's `loss` as two `Epoch(val) [20][40]` rows: the evaluation's metric is not lost to the loss row."""
+    rows = [EvalRecord(T0, "val", 20, None, {"accuracy_top-1": 94.82}), EvalRecord(T0 + 3, "val", 20, None, {"loss": 0.22})]
+    state = run_with(rows if order == "evaluation first" else rows[::-1])
+    (evaluation,) = state.snapshot().evaluations
+    assert evaluation.metrics == {"accuracy_top-1": 94.82, "loss": 0.22}
+
+
+def test_the_real_mmcls0x_val_workflow_keeps_every_evaluation_in_text_and_json():
+    text = parse_lines(CIFAR10.read_text(encoding="utf-8").splitlines(), 2023)
+    json_rows = [r for line in CIFAR10.with_suffix(".log.json").read_text(encoding="utf-8").splitlines()
+                 if (r := parse_mmcv_json_line(line)) is not None]
+    for records in (text, json_rows):
+        state = RunState("r", "/w", "mmcv")
+        state.apply_all(records, "s1")
+        evals = state.snapshot().evaluations
+        assert [e.epoch for e in evals if "accuracy_top-1" in e.metrics] == [5, 10, 15, 20]
+        assert [e.epoch for e in evals if "loss" in e.metrics] == [4, 8, 12, 16, 20]
+
+
+def test_a_resumed_session_evaluating_the_same_epoch_still_replaces_what_it_logged_again():
+    state = run_with([EvalRecord(T0, "val", 3, None, {"accuracy_top-1": 90.0}),
+                      EvalRecord(T0 + 3, "val", 3, None, {"loss": 0.3})])
+    state.apply_all([EvalRecord(T0 + 100, "val", 3, None, {"accuracy_top-1": 91.0})], "s2")
+    (evaluation,) = state.snapshot().evaluations
+    assert evaluation.metrics == {"accuracy_top-1": 91.0} and evaluation.session == "s2"
+
+
+def mmcv_train(ts, epoch, it, per_epoch=196):
+    return TrainRecord(ts, epoch, it, per_epoch, None, None, {"loss": 0.3, "lr": 1e-4}, 1.0)
+
+
+def test_without_a_train_line_the_epoch_is_what_checkpoints_and_evaluations_say():
+    """mmcls 0.x with a log interval longer than an epoch writes no train line: `Saving checkpoint at 20 epochs`
+    and `Epoch(val) [20][3]` still say where the run is."""
+    state = RunState("r", "/w", "mmcv")
+    state.apply_all([ConfigFacts(None, loop="epoch", max_epochs=20)], "s1")
+    for epoch in range(1, 21):
+        state.apply_all([CheckpointSaved(T0 + 10 * epoch, "epoch", epoch),
+                         EvalRecord(T0 + 10 * epoch + 5, "val", epoch, None, {"accuracy_top-1": 80.0 + epoch})], "s1")
+        snap = state.snapshot()
+        assert snap.epoch == epoch and snap.progress_ratio == pytest.approx(epoch / 20)
+    assert len(state.snapshot().evaluations) == 20
+
+
+def test_an_iteration_run_without_a_train_line_is_at_its_saved_iteration():
+    state = RunState("r", "/w", "mmengine")
+    state.apply_all([ConfigFacts(None, loop="iteration", max_iterations=2000), CheckpointSaved(T0, "iteration", 500),
+                     EvalRecord(T0 + 5, "val", None, None, {"mIoU": 40.0}), CheckpointSaved(T0 + 10, "iteration", 1000),
+                     EvalRecord(T0 + 15, "val", None, None, {"mIoU": 41.0})], "s1")
+    snap = state.snapshot()
+    assert snap.iteration == 1000 and snap.progress_ratio == 0.5
+    assert [e.iteration for e in snap.evaluations] == [500, 1000]  # two evaluations, not one replaced
+
+
+def test_a_finished_epoch_counts_whole_in_the_progress():
+    """The last train line of a 20-epoch run is `[20][150/196]` (98.8 %); the epoch's checkpoint after it says
+    epoch 20 is done: 100 %."""
+    state = RunState("r", "/w", "mmcv")
+    state.apply_all([ConfigFacts(None, loop="epoch", max_epochs=20), mmcv_train(T0, 20, 150)], "s1")
+    assert state.snapshot().progress_ratio == pytest.approx((19 * 196 + 150) / (20 * 196))  # its real fraction
+    state.apply_all([CheckpointSaved(T0 + 1, "epoch", 20)], "s1")
+    snap = state.snapshot()
+    assert (snap.epoch, snap.iteration, snap.progress_ratio) == (20, 20 * 196, 1.0)
+    assert snap.epoch_iteration == 196
+
+
+def test_a_run_mid_epoch_after_a_saved_epoch_reads_its_train_line():
+    """What could now read wrongly: the previous epoch's checkpoint never moves a run past its own train line,
+    and a train line of an earlier epoch (a resume from an older checkpoint) brings the epoch back to it."""
+    state = RunState("r", "/w", "mmcv")
+    state.apply_all([ConfigFacts(None, loop="epoch", max_epochs=20), mmcv_train(T0, 4, 196),
+                     CheckpointSaved(T0 + 1, "epoch", 4), EvalRecord(T0 + 2, "val", 4, None, {"loss": 0.2}),
+                     mmcv_train(T0 + 10, 5, 50)], "s1")
+    snap = state.snapshot()
+    assert (snap.epoch, snap.iteration, snap.epoch_iteration) == (5, 4 * 196 + 50, 50)
+    state.apply_all([CheckpointSaved(T0 + 20, "epoch", 5), CheckpointSaved(T0 + 30, "epoch", 6)], "s1")
+    assert state.snapshot().epoch == 6
+    state.apply_all([Resumed(T0 + 40, 3, 3 * 196), mmcv_train(T0 + 50, 4, 50)], "s2")
+    snap = state.snapshot()
+    assert (snap.epoch, snap.iteration) == (4, 3 * 196 + 50)
+
+
+def test_an_epoch_loop_logged_by_iteration_stays_in_iterations():
+    """MMSeg's EpochBasedTrainLoop with `log_processor by_epoch=False` logs `Iter(train) [400/400]` and `Saving
+    checkpoint at 50 epochs`: the run is told in the unit of its train lines."""
+    state = RunState("r", "/w", "mmengine")
+    state.apply_all([TrainRecord(T0, None, None, None, 400, 400, {"loss": 0.1}, 0.0),
+                     CheckpointSaved(T0 + 1, "epoch", 50)], "s1")
+    snap = state.snapshot()
+    assert (snap.epoch, snap.iteration, snap.progress_ratio) == (None, 400, 1.0)

@@ -102,6 +102,11 @@ class RunState:
         self.counters = LogCounters()
         self.latest: LatestTrain | None = None
         self.latest_iteration: int | None = None
+        # The newest epoch (iteration) the log says is done since its newest train line: a checkpoint saved at it,
+        # a validation of it, a resume from it. A log without train lines (a log interval longer than an epoch)
+        # still says where the run is; a finished epoch counts whole in the progress.
+        self.completed_epoch: int | None = None
+        self.completed_iteration: int | None = None
         self.iterations_per_epoch: int | None = None
         self.max_iterations: int | None = None
         self.recent: deque[TrainPoint] = deque(maxlen=RECENT_TRAIN)
@@ -162,6 +167,7 @@ class RunState:
             number = count(rec.number)
             if number is not None:
                 self.last_saved = SavedCheckpoint(rec.unit, number, ts)
+                self._completed(number if rec.unit == "epoch" else None, number if rec.unit != "epoch" else None)
             self._progress(ts, "checkpoint")
         elif isinstance(rec, BestCheckpointSaved):
             old = self.best or BestCheckpointLine(None, None, None, None, None, None)
@@ -182,6 +188,8 @@ class RunState:
         elif isinstance(rec, Resumed):
             self._resumed_sessions.add(session)
             self.resumes.append(Resume(count(rec.epoch), count(rec.iteration), ts, text(session)))
+            # `resumed epoch: 3, iter: 588`: the run is back at what that checkpoint holds, whatever came after it
+            self.completed_epoch, self.completed_iteration = count(rec.epoch), count(rec.iteration)
             self.recent.clear()
             self._last_train_ts = None
             if self.early_stop:
@@ -205,6 +213,12 @@ class RunState:
         if ts is not None and ts > self.last_error_ts.get(kind, 0):
             self.last_error_ts[kind] = ts
         self.recent_errors.append(ErrorEvent(kind, text(message), ts))
+
+    def _completed(self, epoch: int | None, iteration: int | None) -> None:
+        if epoch is not None and (self.completed_epoch is None or epoch > self.completed_epoch):
+            self.completed_epoch = epoch
+        if iteration is not None and (self.completed_iteration is None or iteration > self.completed_iteration):
+            self.completed_iteration = iteration
 
     def _progress(self, ts: float | None, phase: str) -> None:
         self.phase = phase
@@ -244,6 +258,7 @@ class RunState:
         self._attempt_first_iteration = None
         self.latest = None
         self.latest_iteration = None
+        self.completed_epoch = self.completed_iteration = None
         self.max_iterations = None
         self.recent.clear()
         self.history = DecimatingHistory()
@@ -284,6 +299,10 @@ class RunState:
         point = TrainPoint(ts, epoch, iteration, values, nonfinite)
         self.latest = LatestTrain(point, epoch_iteration, per_epoch, finite(rec.eta_seconds))
         self.latest_iteration = iteration
+        # a train line says where the run is: its epoch is under way (a resume may have gone back before what
+        # was saved), its iteration is done
+        self.completed_epoch = epoch - 1 if epoch is not None else None
+        self.completed_iteration = None
         if self._attempt_first_iteration is None:
             self._attempt_first_iteration = iteration
         self._train_end_ts = None if rec.sampled else ts  # a sample is not the line right before an eval
@@ -305,7 +324,9 @@ class RunState:
         epoch, iteration = count(rec.epoch), count(rec.iteration)
         if rec.mode == "val":
             if epoch is None and iteration is None:
-                iteration = self.latest_iteration  # `Iter(val)`: evaluated right after this training iteration
+                # `Iter(val)`: evaluated right after this training iteration (or the checkpoint saved at it)
+                done = [i for i in (self.latest_iteration, self.completed_iteration) if i is not None]
+                iteration = max(done) if done else None
             elif epoch is not None and iteration is None and self.iterations_per_epoch:
                 iteration = count(epoch * self.iterations_per_epoch)
             key: tuple = ("val", epoch, iteration)
@@ -315,9 +336,17 @@ class RunState:
             took = ts - self._train_end_ts
             if 0 <= took < 7 * 86400 and (self.longest_eval_seconds is None or took > self.longest_eval_seconds):
                 self.longest_eval_seconds = took
-        self.evaluations.pop(key, None)  # a resumed run evaluating the same point again replaces the old result
         metrics, nonfinite = split_finite(rec.metrics)
+        earlier = self.evaluations.pop(key, None)
+        if earlier is not None and earlier.session == session:
+            # One session's rows of one point are one evaluation: mmcv's EvalHook (`accuracy_top-1`) and its val
+            # workflow (`loss`) both write `Epoch(val) [20][40]`. A later session (a resume evaluating the same
+            # point again) replaces the old result instead.
+            metrics = {**{k: v for k, v in earlier.metrics.items() if k not in nonfinite}, **metrics}
+            nonfinite = (*(k for k in earlier.nonfinite if k not in metrics and k not in nonfinite), *nonfinite)
         self.evaluations[key] = Evaluation(rec.mode, epoch, iteration, metrics, nonfinite, ts, session)
+        if rec.mode == "val":
+            self._completed(epoch, None)
         while len(self.evaluations) > MAX_EVALUATIONS:
             self.evaluations.pop(next(iter(self.evaluations)))
         self._progress(ts, "train" if rec.mode == "val" else "test")
@@ -422,6 +451,8 @@ class RunState:
                 first_seen_timestamp=self.first_seen,
                 attempts=tuple(self.attempts),
                 attempt_start_timestamp=self.attempt_start,
+                completed_epoch=self.completed_epoch,
+                completed_iteration=self.completed_iteration,
             )
 
     def _attempt_checkpoints(self) -> tuple[Checkpoint, ...]:

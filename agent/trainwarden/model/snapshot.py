@@ -256,6 +256,10 @@ class RunSnapshot:
     first_seen_timestamp: float | None = None  # when the agent first read the run (wall clock): history or live
     attempts: tuple[Attempt, ...] = ()  # earlier trainings in this work dir, oldest first (state.py)
     attempt_start_timestamp: float | None = None  # when the current attempt's first session began
+    # The newest epoch (iteration) the log says is done after its newest train line: a checkpoint saved at it, a
+    # validation of it, a resume from it (state.py). None: nothing after the train line says more than it does.
+    completed_epoch: int | None = None
+    completed_iteration: int | None = None
 
     # -- the newest train line ------------------------------------------------------------------------------
     @property
@@ -268,11 +272,40 @@ class RunSnapshot:
 
     @property
     def epoch(self) -> int | None:
-        return self.latest.point.epoch if self.latest else None
+        """The epoch the log is at: its newest train line's, or a later one its checkpoints and validations name
+        (a log whose interval is longer than an epoch has no train line at all). None for a run whose train lines
+        count iterations (`Iter(train)`): it is told in their unit."""
+        latest = self.latest
+        train = latest.point.epoch if latest else None
+        if latest is not None and train is None:
+            return None
+        done = self.completed_epoch
+        if train is None or (done is not None and done > train):
+            return done
+        return train
 
     @property
     def iteration(self) -> int | None:
-        return self.latest.point.iteration if self.latest else None
+        """The iterations done: the newest train line's, or more when a checkpoint or validation after it says so
+        (`[20][150/196]` then `Saving checkpoint at 20 epochs`: 20 whole epochs)."""
+        latest = self.latest
+        found = [latest.point.iteration] if latest else []
+        found.append(self.completed_iteration)
+        if self.completed_epoch is not None and self.iterations_per_epoch and (latest is None or latest.point.epoch is not None):
+            found.append(self.completed_epoch * self.iterations_per_epoch)
+        found = [i for i in found if i is not None]
+        return max(found) if found else None
+
+    @property
+    def epoch_iteration(self) -> int | None:
+        """The position in the current epoch: the newest train line's, or the whole epoch once the log says it is
+        done (None when the epoch's length is unknown)."""
+        latest = self.latest
+        if latest is None or latest.point.epoch is None:
+            return None if latest is None else latest.epoch_iteration
+        if self.completed_epoch is not None and self.completed_epoch >= latest.point.epoch:
+            return self.iterations_per_epoch
+        return latest.epoch_iteration
 
     @property
     def last_train_timestamp(self) -> float | None:
@@ -352,9 +385,14 @@ class RunSnapshot:
 
     @property
     def progress_ratio(self) -> float | None:
-        if self.iteration is None or not self.max_iterations:
-            return None
-        return min(1.0, self.iteration / self.max_iterations)
+        """The fraction of training done: iterations done of the run's length, or, when no train line tells the
+        iterations, the epochs the log says are done of max_epochs."""
+        iteration, max_iterations = self.iteration, self.max_iterations
+        if iteration is not None and max_iterations:
+            return min(1.0, iteration / max_iterations)
+        if self.latest is None and self.completed_epoch is not None and self.max_epochs and self.config.loop != "iteration":
+            return min(1.0, self.completed_epoch / self.max_epochs)
+        return None
 
     @cached_property
     def recent_losses(self) -> list[float]:

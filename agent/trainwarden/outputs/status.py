@@ -28,7 +28,6 @@ LOSS_RECENT_POINTS = 60
 
 def run_report(snap: RunSnapshot, j: Judgement) -> RunReport:
     values = snap.values
-    latest = snap.latest
     evaluations = tuple(
         EvaluationReport(e.mode, e.epoch, e.iteration, {**e.metrics, **dict.fromkeys(e.nonfinite)}, e.timestamp,
                          t.target, t.met)
@@ -38,7 +37,7 @@ def run_report(snap: RunSnapshot, j: Judgement) -> RunReport:
         run=snap.run, work_dir=snap.work_dir, framework=snap.framework, config=snap.config_file, state=j.state,
         history=j.history,
         epoch=snap.epoch, max_epochs=snap.max_epochs,
-        epoch_iteration=latest.epoch_iteration if latest else None,
+        epoch_iteration=snap.epoch_iteration,
         iterations_per_epoch=snap.iterations_per_epoch, iteration=snap.iteration, max_iterations=snap.max_iterations,
         progress_ratio=snap.progress_ratio, expected_completion_timestamp_seconds=snap.expected_completion_timestamp,
         loss=snap.loss, losses=snap.loss_components, accuracy_ratio=snap.accuracy_ratio,

@@ -41,12 +41,16 @@ def percent(ratio: float | None, spec: str = ".1f") -> str:
 
 
 def evaluated(run: RunReport) -> list[EvaluationReport]:
-    """The evaluations that have a value of the run's evaluated key."""
+    """The validations that have a value of the run's evaluated key; the tests that have one only when no
+    validation does (tools/test.py after the training is not the run's last evaluation). `where` labels a test."""
     key = run.eval_key
-    return [e for e in run.evaluations if e.value(key) is not None]
+    found = [e for e in run.evaluations if e.value(key) is not None]
+    return [e for e in found if e.mode == "val"] or found
 
 
 def where(e: EvaluationReport) -> str:
+    if e.mode == "test":
+        return "test"
     if e.epoch is not None:
         return f"epoch {e.epoch}"
     return f"iteration {e.iteration}" if e.iteration else e.mode

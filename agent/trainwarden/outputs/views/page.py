@@ -40,7 +40,8 @@ def _run_card(run: RunReport) -> str:
         last = evals[-1]
         verdict = "" if last.met is None else (" ✔ met" if last.met else " ✘ below")
         target = f" (target {last.target:.2f}{verdict})" if last.target is not None else ""
-        last_eval = f"{e(key or '')} {last.value(key):.4f}{target}"
+        test = " (test)" if last.mode == "test" else ""  # a test result is shown only without a validation
+        last_eval = f"{e(key or '')} {last.value(key):.4f}{test}{target}"
     conds = "".join(f"<li class='{e(c.severity.value)}'>{e(c.alert)}: {e(c.summary)}</li>"
                     for c in run.conditions if c.severity != Severity.INFO)
     eta = timefmt.local(run.expected_completion_timestamp_seconds) if run.state == RunState.RUNNING else MISSING
