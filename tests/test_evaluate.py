@@ -32,9 +32,10 @@ NEUTRAL = DEFAULT_POLICY  # what every run is judged by out of the box
 
 
 def scenario_report(losses=(0.30,) * 30, evals=(), epoch=None, values=None, quiet=30.0, key=KEY, process=None,
-             errors=(), gpus=(), early=(), policy=GUIDE, saved=None, max_epochs=5, end_epoch=False):
+             errors=(), gpus=(), early=(), policy=GUIDE, saved=None, max_epochs=5, end_epoch=False, first_seen_after=None):
     """A run of `len(losses)` logged train lines, 20 s apart, then `evals` (value or (value, recall)) at epochs 1..n;
-    judged `quiet` seconds after its last line."""
+    judged `quiet` seconds after its last line; first read by the agent `first_seen_after` seconds after it (None:
+    the reader's clock is not set, never history)."""
     state = RunState("run", "/w/run", "mmengine")
     state.config_file = "cfg.py"
     evaluator = "VOCMetric" if key == KEY else "CocoMetric" if key.startswith("coco/") else None
@@ -60,6 +61,8 @@ def scenario_report(losses=(0.30,) * 30, evals=(), epoch=None, values=None, quie
     state.apply_all(records, "s1")
     if process is not None:
         state.set_process(process)
+    if first_seen_after is not None:
+        state.first_seen = last + first_seen_after
     now = last + quiet + len(evals)
     return status_report([state.snapshot()], PolicySet(policy), now, list(gpus)), now
 

@@ -108,6 +108,9 @@ def add_run(f: _Families, run: RunReport) -> None:
     states = f.gauge("run_state", "1 for the run's current state, 0 for the others.", ["run", "state"])
     for state in RunState:
         states.add_metric([r, state.value], 1 if run.state == state else 0)
+    # every rule that pages skips a history run (`unless on(instance, job, run) trainwarden_run_history == 1`)
+    f.gauge("run_history", "1 for a run already quiet for longer than policy.history_after_seconds when the agent first "
+            "read it: shown and exported, never paged.", ["run"]).add_metric([r], 1 if run.history else 0)
     if run.health is not None:
         f.gauge("run_health", "0 green, 1 yellow, 2 red.", ["run"]).add_metric([r], run.health.level)
     if run.verdict:
