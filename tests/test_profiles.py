@@ -131,7 +131,8 @@ def test_the_guide_judges_the_users_early_stopped_kaist_run(tmp_path):
     """The user's own run (design-shapes): by the guide, early stopped at 0.5542 is red, failed, with Plan B."""
     cfg = tmp_path / "trainwarden.yml"  # judged as if watched while it ran: years old, it would be history (never red)
     cfg.write_text("policy:\n  profile: guide\n  history_after_seconds: 1.0e+12\n")
-    run = json.loads(run_cli("status", "--json", "--config.file", str(cfg), str(DESIGN / "mmengine_kaist_resumed")).stdout)["runs"][0]
+    result = run_cli("status", "--json", "--config.file", str(cfg), str(DESIGN / "mmengine_kaist_resumed"))
+    run = json.loads(result.stdout)["runs"][0]
     assert run["health"] == "red" and run["verdict"] == "failed"
     assert {c["alert"] for c in run["conditions"]} == {"TrainingTargetMissed", "TrainingEarlyStopped"}
     assert "configs/llvip/stage2_1_kaist_detonly_progressive_macl.py" in run["advice"]
