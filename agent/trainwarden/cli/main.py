@@ -37,9 +37,11 @@ def cmd_watch(args: argparse.Namespace) -> ExitCode:
         raise UsageError(f"watch: no such folder: {', '.join(missing)}")
     host, port = _listen(args.listen_address or cfg.listen_address)
     poll = args.poll_interval or cfg.poll_interval_seconds
+    from trainwarden.app.config import default_state_dir
     from trainwarden.app.local import console_files
     from trainwarden.app.notifier import build_notifier
     from trainwarden.ingest.host.sources import HostSources
+    from trainwarden.ingest.seen import FirstSeen
 
     consoles = console_files(args.console)
     notifier = build_notifier(cfg, args.notify, roots)
@@ -54,6 +56,8 @@ def cmd_watch(args: argparse.Namespace) -> ExitCode:
                   notifier=notifier, notify_gate=gate)
     agent.fleet.consoles = [(name, path.absolute()) for name, path in consoles]
     agent.fleet.exclude = cfg.exclude
+    # when this host first read each run survives a restart: a red of a run watched live never turns into history
+    agent.fleet.seen = FirstSeen((cfg.notify.state_dir or default_state_dir()) / "first_seen.json")
     _stop_on_signals(agent)
     agent.start()
     shown_host = f"[{host}]" if ":" in host else host

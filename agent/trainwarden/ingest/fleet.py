@@ -9,6 +9,7 @@ from pathlib import Path
 from trainwarden.ingest.files.captures import capture_start, capture_work_dir, owner_of_capture
 from trainwarden.ingest.files.discover import describe, find_work_dirs, run_names
 from trainwarden.ingest.reader import RunReader
+from trainwarden.ingest.seen import FirstSeen
 from trainwarden.model import RunSnapshot
 from trainwarden.parse.formats import FORMATS
 from trainwarden.parse.formats.base import Format
@@ -21,6 +22,7 @@ class Fleet:
         self.cold_scan = cold_scan
         self.formats = formats
         self.exclude = tuple(exclude)  # `discovery.exclude` globs: folders and files left out entirely
+        self.seen: FirstSeen | None = None  # when this host first read each run, across restarts (the agent's)
         # capture -> (size read, the work dir it names, its first line's time, the work dirs it fitted none of)
         self._named: dict[Path, tuple] = {}
         self._placed: dict[Path, Path] = {}  # capture -> the work dir whose run it adds its errors to
@@ -111,6 +113,8 @@ class Fleet:
         return owner
 
     def _add(self, wd: Path, reader: RunReader) -> None:
+        if self.seen is not None and reader.state.first_seen is not None:
+            reader.state.first_seen = self.seen.first_seen(wd, reader.state.first_seen)
         with self._lock:
             self.readers[wd] = reader
             self._by_folder[os.fspath(wd)] = reader
