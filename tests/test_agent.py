@@ -125,6 +125,40 @@ def test_api_landing_page_tail_and_health(tmp_path, agent_on):
     assert get(base + "/nothing")[0] == 404
 
 
+def _raw(port: int, request: bytes) -> bytes:
+    """What the server answers to these bytes, read until it closes the connection."""
+    import socket
+
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as s:
+        s.sendall(request)
+        s.shutdown(socket.SHUT_WR)  # all it will send: a request cut short is seen as one
+        chunks = []
+        while chunk := s.recv(65536):
+            chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def test_the_server_answers_http_and_refuses_what_it_does_not_speak(tmp_path, agent_on):
+    """The agent's own small HTTP server (no http.server): HEAD has the headers and no body, other methods, broken
+    request lines and over-long lines are refused with their status, and a client that closes at once is no error."""
+    root = tmp_path / "runs"
+    root.mkdir()
+    agent, base = agent_on(root)
+    port = agent.address[1]
+    head = _raw(port, b"HEAD /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+    assert head.startswith(b"HTTP/1.0 200 OK\r\n") and b"Content-Length: 3\r\n" in head and head.endswith(b"\r\n\r\n")
+    assert b"\r\nDate: " in head and b" GMT\r\n" in head
+    assert _raw(port, b"POST /metrics HTTP/1.1\r\n\r\n").startswith(b"HTTP/1.0 405 ")
+    assert _raw(port, b"GET\r\n\r\n").startswith(b"HTTP/1.0 400 ")
+    assert _raw(port, b"GET /" + b"a" * 70000 + b" HTTP/1.1\r\n\r\n").startswith(b"HTTP/1.0 414 ")
+    assert _raw(port, b"GET / HTTP/1.1\r\nX: " + b"a" * 70000 + b"\r\n\r\n").startswith(b"HTTP/1.0 431 ")
+    assert _raw(port, b"") == b""
+    # Accept reaches /metrics whatever its spelling
+    body = _raw(port, b"GET /metrics HTTP/1.1\r\naccept: application/openmetrics-text; version=1.0.0\r\n\r\n")
+    assert b"Content-Type: application/openmetrics-text; version=1.0.0" in body and body.endswith(b"# EOF\n")
+    assert get(base + "/healthz")[0] == 200
+
+
 def line(ts: str, text: str) -> bytes:
     return f"{ts}{P}{text}\n".encode()
 
