@@ -5,7 +5,6 @@ Pure: snapshot, policy and the time in."""
 from __future__ import annotations
 
 from dataclasses import dataclass
-from statistics import median
 
 from trainwarden.judge.policy import PREFERRED_EVAL_KEYS, Policy
 from trainwarden.model import RunSnapshot, RunState
@@ -18,6 +17,14 @@ class Lifecycle:
     reached_end: bool
     eval_key: str | None
 
+
+
+def median(values: list[float]) -> float:
+    """The median, as `statistics.median` gives it (not imported: it pulls in `fractions` and `decimal`, about
+    1 MiB resident in the agent, for this one line)."""
+    ordered = sorted(values)
+    mid = len(ordered) // 2
+    return ordered[mid] if len(ordered) % 2 else (ordered[mid - 1] + ordered[mid]) / 2
 
 def eval_key(snap: RunSnapshot, policy: Policy) -> str | None:
     """The evaluated metric: configured, else the one MMEngine's best checkpoint names, else a known
