@@ -17,6 +17,7 @@ import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from trainwarden.app.backup import CheckpointBackup
 from trainwarden.app.documents import DocumentCache, GpuSampler
@@ -32,7 +33,9 @@ from trainwarden.ingest.host.sources import HostSources
 from trainwarden.judge.policy import DEFAULT_POLICY, Policy, PolicySet
 from trainwarden.model import StatusReport
 from trainwarden.outputs.metrics import CollectorStats, make_registry
-from trainwarden.outputs.notify.service import Notifier
+
+if TYPE_CHECKING:  # the notifier's modules (hashlib, apprise) load only when one is configured
+    from trainwarden.outputs.notify.service import Notifier
 
 log = logging.getLogger("trainwarden.app.agent")
 

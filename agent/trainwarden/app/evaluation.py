@@ -9,13 +9,16 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 from trainwarden.app.backup import CheckpointBackup
 from trainwarden.app.documents import DocumentCache
 from trainwarden.ingest.fleet import Fleet
 from trainwarden.judge.policy import Policy, PolicySet, as_policy_set
 from trainwarden.outputs.metrics import CollectorStats
-from trainwarden.outputs.notify.service import Notifier
+
+if TYPE_CHECKING:  # the notifier's modules (hashlib, apprise) load only when one is configured
+    from trainwarden.outputs.notify.service import Notifier
 
 log = logging.getLogger("trainwarden.app.evaluation")
 
