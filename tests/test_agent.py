@@ -361,39 +361,61 @@ def test_file_events_alone_deliver_every_change(tmp_path, agent_on, backend):
 
 
 def test_reading_on_demand_reads_at_each_request_and_not_at_each_write(tmp_path, agent_on):
-    """Without a notifier the agent reads on demand: a write wakes nothing, the next scrape, /api/runs or page reads
-    it first. The poll and the walk an hour apart: only the request can bring the line in, and only file events
-    the new checkpoint and the new run."""
+    """Without a notifier the agent reads on demand: a write wakes nothing (its inotify event waits in the kernel's
+    queue), and the next scrape, /api/runs or page reads it first; a request that finds no event reads nothing.
+    The poll and the walk an hour apart: only the request can bring these changes in."""
     root = tmp_path / "work_dirs"
     log = root / "exp" / "20251111_180600" / "20251111_180600.log"
     log.parent.mkdir(parents=True)
     now = time.strftime("%Y/%m/%d %H:%M:%S")
     log.write_bytes(line(now, train_line(1, 50, "0.3000")))
-    barrier = root / "barrier" / "20251111_180600" / "20251111_180600.log"
-    barrier.parent.mkdir(parents=True)
-    barrier.write_bytes(line(now, train_line(1, 50, "0.3000")))
     agent, base = agent_on(root, poll_interval=3600, rediscover_interval=3600)
-    assert agent.reads_on_demand and agent.poll_seconds == 3600 and agent.file_events.trusted
-    reader, other_reader = sorted(agent.fleet.current_readers(), key=lambda r: r.state.name != "exp")
-    with log.open("ab") as f:
-        f.write(line(now, train_line(1, 100, "0.2900")))
-    # another run's checkpoint, announced after the write: once it is read, any event before it was read too
-    (root / "barrier" / "epoch_1.pth").write_bytes(b"x")
-    wait_for(lambda: other_reader.state.checkpoint_files, timeout=10)
-    assert reader.state.latest_iteration == 50  # the write woke nothing
-    assert value(get(base + "/metrics")[2], "trainwarden_train_iteration", run="exp") == 100  # the scrape read it
-    with log.open("ab") as f:
-        f.write(line(now, train_line(1, 150, "0.2800")))
+    assert agent.reads_on_demand and agent.poll_seconds == 3600 and agent.file_events.drainable
+    (reader,) = agent.fleet.current_readers()
+
+    def scrape(name: str, **labels) -> float | None:
+        return value(get(base + "/metrics")[2], name, **labels)
+
+    def write(it: int) -> None:
+        with log.open("ab") as f:
+            f.write(line(now, train_line(1, it, "0.2900")))
+
+    write(100)
+    assert agent.file_events.drain() == [str(log)]  # its event was waiting: no thread took it, nothing read it
+    assert reader.state.latest_iteration == 50 and agent.reader.catch_ups == 0
+    write(150)
+    assert scrape("trainwarden_train_iteration", run="exp") == 150  # the scrape read both lines
+    assert agent.reader.catch_ups == 1
+    unchanged = agent.reader.catch_ups_unchanged
+    assert scrape("trainwarden_train_iteration", run="exp") == 150  # nothing changed: nothing read, a lookup
+    assert (agent.reader.catch_ups, agent.reader.catch_ups_unchanged) == (1, unchanged + 1)
+    write(200)
     runs = {r["run"]: r for r in json.loads(get(base + "/api/runs")[2])["runs"]}
-    assert runs["exp"]["iteration"] == 150
-    with log.open("ab") as f:
-        f.write(line(now, train_line(1, 200, "0.2700")))
-    assert get(base + "/")[0] == 200 and reader.state.latest_iteration == 200  # the page's request read it
+    assert runs["exp"]["iteration"] == 200
+    write(250)
+    assert get(base + "/")[0] == 200 and reader.state.latest_iteration == 250  # the page's request read it
+    (root / "exp" / "epoch_1.pth").write_bytes(b"x")
+    assert scrape("trainwarden_checkpoint_files", run="exp") == 1
     other = root / "other" / "20251113_000000"
     other.mkdir(parents=True)
     (other / "20251113_000000.log").write_bytes(line(now, train_line(1, 50, "0.5000")))
-    wait_for(lambda: value(get(base + "/metrics")[2], "trainwarden_train_loss", run="other") == 0.5, timeout=10)
+    assert scrape("trainwarden_train_loss", run="other") == 0.5  # a new run: found for the very request
     assert agent.stats.file_events_dropped == 0
+
+
+def test_reading_on_demand_without_inotify_reads_every_file_at_each_request(tmp_path, agent_on):
+    """watchdog (macOS, Windows) keeps no queue to drain: each request has the loop read every file."""
+    root = tmp_path / "work_dirs"
+    log = root / "exp" / "20251111_180600" / "20251111_180600.log"
+    log.parent.mkdir(parents=True)
+    now = time.strftime("%Y/%m/%d %H:%M:%S")
+    log.write_bytes(line(now, train_line(1, 50, "0.3000")))
+    agent, base = agent_on(root, poll_interval=3600, rediscover_interval=3600, file_events_backend="watchdog")
+    assert agent.reads_on_demand and agent.file_events.source == "watchdog" and not agent.file_events.drainable
+    for it in (100, 150):
+        with log.open("ab") as f:
+            f.write(line(now, train_line(1, it, "0.2900")))
+        assert value(get(base + "/metrics")[2], "trainwarden_train_iteration", run="exp") == it
 
 
 def test_a_full_event_queue_is_counted_and_asks_for_a_walk():

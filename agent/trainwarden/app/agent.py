@@ -79,7 +79,7 @@ class Agent:
         events: queue.Queue = queue.Queue(maxsize=self.EVENT_QUEUE_SIZE)
         on_demand = notifier is None if read_on_demand is None else read_on_demand
         self.file_events = FileEvents(self.fleet.roots, events, self.stats, enabled=use_watchdog,
-                                      modifications=not on_demand, backend=file_events_backend)
+                                      on_demand=on_demand, backend=file_events_backend)
         self.gpus = GpuSampler(self.host, self.stats)
         # documents are judged again at least once per `evaluate_interval` (a stall is the clock passing a deadline)
         self.documents = DocumentCache(self.fleet, policy, clock, self.gpus, bucket_seconds=evaluate_interval)

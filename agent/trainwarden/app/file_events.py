@@ -4,8 +4,12 @@ On Linux they come straight from inotify (ingest/files/events.py: one descriptor
 changed path); elsewhere (macOS, Windows) or where inotify cannot be set up, from watchdog's observer.
 
 While events announce every change under every root, the read loop polls only as a safety net; changes that its
-poll finds and no event announced (a network mount sends none) end that trust for good. Without `modifications`
-(an agent that reads on demand) only files and folders that appear, go or move are announced, not each write.
+poll finds and no event announced (a network mount sends none) end that trust for good.
+
+An agent that reads on demand (`on_demand`) is woken by no write: inotify's events then wait in the kernel's queue,
+with no thread, until `drain()` is called (before a report is built, and by the read loop every few seconds), so
+a request that finds none knows nothing changed without reading a file. watchdog has no such queue: there, only
+files and folders that appear, go or move are announced, and `drain()` cannot say what changed (None).
 """
 
 from __future__ import annotations
@@ -68,12 +72,14 @@ class FileEvents:
     BACKENDS = ("auto", "inotify", "watchdog")
 
     def __init__(self, roots: list[Path], events: queue.Queue, stats: CollectorStats, enabled: bool = True,
-                 modifications: bool = True, backend: str = "auto") -> None:
+                 on_demand: bool = False, backend: str = "auto") -> None:
         if backend not in self.BACKENDS:
             raise ValueError(f"file events backend {backend!r}: one of {', '.join(self.BACKENDS)}")
         self.roots = roots
         self.enabled = enabled
-        self.modifications = modifications
+        self.on_demand = on_demand
+        self.modifications = not on_demand  # watchdog's observer: each write announced (a thread woken) or not
+        self._drain_lock = threading.Lock()  # the HTTP threads and the read loop drain the same descriptor
         self.backend = backend
         self.overflow = threading.Event()
         self.handler = EnqueueHandler(events, stats, self.overflow)
@@ -99,15 +105,35 @@ class FileEvents:
         if not inotify.available():
             return False
         try:
-            watcher = inotify.InotifyWatcher(self.roots, self._enqueue, modifications=self.modifications)
+            watcher = inotify.InotifyWatcher(self.roots, self._enqueue)
         except OSError as exc:  # no inotify, or the watch limit reached: watchdog's observer may still work
             log.warning("inotify cannot watch the roots (%s)", exc)
             return False
-        watcher.start()
+        if not self.on_demand:
+            watcher.start()  # its thread puts each change on the queue as it comes
         self._observer = watcher
         self.source = "inotify"
         self.watching_every_root = self.trusted = True
         return True
+
+    @property
+    def drainable(self) -> bool:
+        """Changes wait in inotify's queue for `drain()` (reading on demand on Linux)."""
+        return self.on_demand and self.source == "inotify" and self._observer is not None
+
+    def drain(self) -> list[str] | None:
+        """Reading on demand: the paths changed since the last drain ([] when none), every root when the kernel's
+        queue overflowed; None when this cannot say (watchdog, polling, stopped): then everything must be read."""
+        if not self.drainable:
+            return None
+        with self._drain_lock:
+            watcher = self._observer
+            if watcher is None or watcher.stopped:
+                return None
+            changed: dict[str, None] = {}
+            while batch := watcher.wait(0):
+                changed.update(dict.fromkeys(batch))
+            return None if watcher.stopped else list(changed)
 
     def _enqueue(self, path: str) -> None:
         """From the inotify thread: one changed path onto the queue (a full queue asks the loop for a walk)."""
@@ -164,7 +190,8 @@ class FileEvents:
             return
         if self.source == "inotify":
             observer.stop()
-            observer.join(timeout=5)
+            with self._drain_lock:  # no drain reads the descriptor while it closes
+                observer.join(timeout=5)
             return
         # watchdog logs an ERROR when its emitter thread is stopped with events in flight: not ours to show
         logging.getLogger("watchdog").setLevel(logging.CRITICAL)

@@ -8,10 +8,13 @@ passing is news too: a stall).
 Two ways of reading, chosen by the agent:
 - event-driven (a notifier is configured: a red page must go out within moments of its line): each write's file
   event wakes the loop, which reads that file and judges at once;
-- on demand (no notifier: nobody but a reader of the report learns of a line): writes wake nothing; every file is
-  read when a report is requested (`catch_up`, before a scrape, /api/runs or the page is built) and at most
-  `ON_DEMAND_POLL_SECONDS` apart otherwise (an early stop's checkpoint backup waits at most that long). Files
-  and folders that appear, go or move are still announced by file events (new runs, sessions, checkpoints).
+- on demand (no notifier: nobody but a reader of the report learns of a line): writes wake nothing. Before a
+  report is built (a scrape, /api/runs, the page) the requesting thread calls `catch_up`: on Linux it drains
+  inotify's queue itself (app/file_events.py) and, when no file changed, returns at once (a scrape of an
+  unchanged fleet stays a lookup); else the loop reads the files named (or, with watchdog or no trusted events,
+  every file) and the request waits for that. The loop also drains and reads every `ON_DEMAND_POLL_SECONDS`
+  (an early stop's checkpoint backup waits at most that long), and its safety poll still ends the trust in
+  events that miss changes (a network mount), after which every request reads every file.
 With 8 runs writing a line a second the second way costs a fraction of the first (bench/peer_figures.py).
 """
 
@@ -43,9 +46,10 @@ class _Refresh:
 
 
 class _CatchUp:
-    """A request to read what the known files hold now (no walk of the roots); `done` is set once that is read."""
+    """A request to read the files named (None: every known file; no walk of the roots); `done` is set once read."""
 
-    def __init__(self) -> None:
+    def __init__(self, paths: list[str] | None) -> None:
+        self.paths = paths
         self.done = threading.Event()
 
 
@@ -79,7 +83,8 @@ class ReadLoop:
         self.gpu_interval = max(gpu_interval, self.ON_DEMAND_POLL_SECONDS) if on_demand else gpu_interval
         self.gpu_max_age = gpu_interval
         self._gpus_read_at = float("-inf")
-        self.catch_ups = 0  # requests read for so far (one turn of the loop may serve several)
+        self.catch_ups = 0  # requests the loop read for so far (one turn of the loop may serve several)
+        self.catch_ups_unchanged = 0  # requests that found no file changed (answered without the loop)
         self.ready = threading.Event()  # set once the first discovery (the cold scans) is read and judged
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
@@ -137,7 +142,13 @@ class ReadLoop:
             return False
         if not self._thread.is_alive():
             return False
-        request = _CatchUp()
+        if self.gpu_max_age <= time.monotonic() - self._gpus_read_at:
+            self._sample_gpus()  # thread-safe (the sampler and NVML have their locks): not worth a turn of the loop
+        paths = self.file_events.drain() if self.file_events.trusted else None
+        if paths == []:
+            self.catch_ups_unchanged += 1
+            return True  # inotify announced no change since the last drain: what was read is what the files hold
+        request = _CatchUp(paths)
         deadline = time.monotonic() + timeout
         try:
             self.events.put(request, timeout=timeout)
@@ -169,15 +180,16 @@ class ReadLoop:
             now = time.monotonic()
             catch_ups = [i for i in items if isinstance(i, _CatchUp)]
             if catch_ups:
-                self._timed("logs", self.fleet.poll)
+                if any(r.paths is None for r in catch_ups):
+                    self._timed("logs", self.fleet.poll)
+                else:
+                    named = list(dict.fromkeys(p for r in catch_ups for p in r.paths))
+                    self._timed("logs", lambda batch=named: self._read_paths(batch, poll_checkpoint_runs=False,
+                                                                              discover_now=True))
                 self._timed("process", lambda: self.host.update_processes(self.fleet, discover=False))
-                if now - self._gpus_read_at >= self.gpu_max_age:
-                    self._sample_gpus()
-                    next_gpus = now + self.gpu_interval
                 self.catch_ups += len(catch_ups)
                 for request in catch_ups:
                     request.done.set()
-                next_poll = now + self.poll_seconds
             refreshes = [i for i in items if isinstance(i, _Refresh)]
             if refreshes:
                 self._discover()
@@ -198,6 +210,9 @@ class ReadLoop:
                 if paths:
                     self._timed("logs", lambda batch=paths: self._read_paths(batch))
                 if now >= next_poll:
+                    drained = self.file_events.drain()  # reading on demand: what changed since the last request
+                    if drained:
+                        self._timed("logs", lambda batch=drained: self._read_paths(batch, poll_checkpoint_runs=False))
                     self._timed("logs", self._safety_poll)
                     self._timed("process", lambda: self.host.update_processes(self.fleet, discover=False))
                     next_poll = now + self.poll_seconds
@@ -219,7 +234,8 @@ class ReadLoop:
 
     def _safety_poll(self) -> bool:
         changed = self.fleet.poll()
-        if changed and not self.on_demand:  # on demand, writes are announced by no event: the poll reads them
+        # watchdog on demand is not asked for writes: its poll reads them, and they prove nothing
+        if changed and (not self.on_demand or self.file_events.drainable):
             self.file_events.unannounced_change()
         return changed
 
@@ -236,7 +252,11 @@ class ReadLoop:
                 break
         return [i for i in items if i is not None]
 
-    def _read_paths(self, paths: list[str]) -> bool:
+    def _read_paths(self, paths: list[str], poll_checkpoint_runs: bool = True, discover_now: bool = False) -> bool:
+        """Read what the paths announce. A run announced only by a checkpoint is polled too unless
+        `poll_checkpoint_runs` is off (its writes are announced by their own events, or read on demand). A path no
+        run owns asks for a walk of the roots: at once with `discover_now` (a request waits for its answer), else
+        at the loop's next turn."""
         by_reader: dict[int, tuple] = {}  # id -> (reader, its paths in this batch)
         unknown = False
         changed = False
@@ -257,9 +277,12 @@ class ReadLoop:
             others = [p for p in announced if p not in checkpoints]
             if any(not reader.watches(p) and (p.is_dir() or recognise(p.name, b"", reader.layout.formats)) for p in others):
                 changed |= reader.refresh()  # a new session (a resume), console capture or any format's file
-            elif others or not self.on_demand:  # on demand, a checkpoint's logs wait for the next request or poll
+            elif others or (poll_checkpoint_runs and not self.on_demand):
                 changed |= reader.poll()
-        if unknown:
+        if unknown and discover_now:
+            changed |= self.fleet.rediscover()
+            self.host.update_processes(self.fleet, discover=True)
+        elif unknown:
             try:
                 self.events.put_nowait(_REDISCOVER)
             except queue.Full:
