@@ -199,7 +199,8 @@ class _Families:
 def test_the_agent_never_loads_the_librarys_http_half(tmp_path):
     """The agent serves its own HTTP and encodes its own bodies: in its process, after scrapes in both formats and
     the page, neither prometheus_client's exposition module nor http.server, http.client or OpenSSL is loaded
-    (about 13 MiB resident, bench/peer_figures.py); the library still works in full when a caller asks for it."""
+    (about 13 MiB resident, bench/peer_figures.py), nor pynvml without NVIDIA's driver; the library still works in
+    full when a caller asks for it."""
     import subprocess
     import sys
 
@@ -213,6 +214,11 @@ agent.start()
 assert agent.ready.wait(60)
 heavy = ["prometheus_client.exposition", "http.server", "http.client", "ssl", "_ssl", "hashlib", "email.utils",
          "decimal", "statistics", "watchdog"]
+import ctypes
+try:
+    ctypes.CDLL("libnvidia-ml.so.1")
+except OSError:  # no NVIDIA driver here: pynvml (1.5 MiB) is not even imported
+    heavy.append("pynvml")
 before = [m for m in heavy if m in sys.modules]  # http.client below is the test's client, not the agent's
 import http.client as client
 for accept in ("", {OPENMETRICS!r}):
