@@ -79,10 +79,7 @@ class ReadLoop:
         # two judgements.
         self.evaluate_min_gap = min(evaluate_min_gap, evaluate_interval)
         self.on_demand = on_demand
-        # the GPUs, too, are read on demand (at a request, if the last reading is older than `gpu_interval`)
-        self.gpu_interval = max(gpu_interval, self.ON_DEMAND_POLL_SECONDS) if on_demand else gpu_interval
-        self.gpu_max_age = gpu_interval
-        self._gpus_read_at = float("-inf")
+        self.gpu_interval = gpu_interval  # read by the loop either way: a scrape never waits on NVML
         self.catch_ups = 0  # requests the loop read for so far (one turn of the loop may serve several)
         self.catch_ups_unchanged = 0  # requests that found no file changed (answered without the loop)
         self.ready = threading.Event()  # set once the first discovery (the cold scans) is read and judged
@@ -134,16 +131,14 @@ class ReadLoop:
         return request.done.wait(max(0.0, deadline - time.monotonic()))
 
     def catch_up(self, timeout: float) -> bool:
-        """Reading on demand: have the loop read what every known file holds now (and the processes, and the GPUs
-        if their reading is older than `gpu_interval`), and wait for that. False, at once, when the agent reads on
-        events (each write is read as it comes) or this is the loop's own thread; False after `timeout` when the
-        loop is busy (the first cold scans): the caller serves what was read so far."""
+        """Reading on demand: have the loop read what the files hold now (and the processes), and wait for that.
+        True at once when inotify announced no change since the last drain. False, at once, when the agent reads
+        on events (each write is read as it comes) or this is the loop's own thread; False after `timeout` when
+        the loop is busy (the first cold scans): the caller serves what was read so far."""
         if not self.on_demand or self._thread is None or threading.current_thread() is self._thread:
             return False
         if not self._thread.is_alive():
             return False
-        if self.gpu_max_age <= time.monotonic() - self._gpus_read_at:
-            self._sample_gpus()  # thread-safe (the sampler and NVML have their locks): not worth a turn of the loop
         paths = self.file_events.drain() if self.file_events.trusted else None
         if paths == []:
             self.catch_ups_unchanged += 1
@@ -225,7 +220,6 @@ class ReadLoop:
         self._timed("process", lambda: self.host.update_processes(self.fleet, discover=True))
 
     def _sample_gpus(self) -> None:
-        self._gpus_read_at = time.monotonic()
         self.gpus.sample()
 
     def _evaluate(self) -> None:
