@@ -265,9 +265,10 @@ def _up(port: int) -> bool:
         return False
 
 
-def test_a_change_without_a_file_event_brings_fast_polling_back(tmp_path, agent_on):
-    """While file events work, the poll is a 2 s safety net; a change it finds that no event announced (a network
-    mount that sends none) puts it back to the 0.5 s poll for good."""
+@pytest.mark.parametrize("backend", ["inotify", "watchdog"])
+def test_a_change_without_a_file_event_brings_fast_polling_back(tmp_path, agent_on, backend):
+    """Reading on events (as with a notifier): while file events work, the poll is a 2 s safety net; a change it
+    finds that no event announced (a network mount that sends none) puts it back to the 0.5 s poll for good."""
     root = tmp_path / "runs"
     log = root / "exp" / "20251111_180600" / "20251111_180600.log"
     log.parent.mkdir(parents=True)
@@ -277,7 +278,9 @@ def test_a_change_without_a_file_event_brings_fast_polling_back(tmp_path, agent_
                 f"time: 0.4567  data_time: 0.0123  memory: 5432  loss: 0.3000\n")
 
     log.write_text(line(50), encoding="utf-8")
-    agent, base = agent_on(root, poll_interval=0.5, rediscover_interval=None)
+    agent, base = agent_on(root, poll_interval=0.5, rediscover_interval=None, read_on_demand=False,
+                           file_events_backend=backend)
+    assert agent.file_events.source == backend and not agent.reads_on_demand
     assert agent.file_events.trusted and agent.poll_seconds == 2.0 and agent.rediscover_seconds == 30.0
     agent.file_events.stop()  # from now on no event arrives, as on a network mount
     for it in (100, 150):  # found by the safety poll, twice
@@ -293,19 +296,25 @@ def test_a_change_without_a_file_event_brings_fast_polling_back(tmp_path, agent_
     assert time.monotonic() - start < 1.5
 
 
-def test_file_events_alone_deliver_every_change(tmp_path, agent_on):
-    """The safety poll and the walk of the roots an hour apart: only file events can bring these changes in (a
-    handler that enqueued nothing would fail here; with the usual 2 s safety poll it would not)."""
+@pytest.mark.parametrize("backend", ["inotify", "watchdog"])
+def test_file_events_alone_deliver_every_change(tmp_path, agent_on, backend):
+    """Reading on events: the safety poll and the walk of the roots an hour apart, no request reads anything: only
+    file events can bring these changes in (a handler that enqueued nothing would fail here; with the usual 2 s
+    safety poll it would not)."""
     root = tmp_path / "work_dirs"
     log = root / "exp" / "20251111_180600" / "20251111_180600.log"
     log.parent.mkdir(parents=True)
     now = time.strftime("%Y/%m/%d %H:%M:%S")
     log.write_bytes(line(now, train_line(1, 50, "0.3000")))
-    agent, base = agent_on(root, poll_interval=3600, rediscover_interval=3600)
-    assert agent.file_events.trusted and agent.poll_seconds == 3600 and agent.rediscover_seconds == 3600
+    agent, base = agent_on(root, poll_interval=3600, rediscover_interval=3600, read_on_demand=False,
+                           file_events_backend=backend)
+    assert agent.file_events.source == backend and agent.file_events.trusted
+    assert agent.poll_seconds == 3600 and agent.rediscover_seconds == 3600
 
     def metric(name: str, **labels) -> float | None:
-        return value(get(base + "/metrics")[2], name, **labels)
+        body = get(base + "/metrics")[2]
+        assert agent.reader.catch_ups == 0  # reading on events: a scrape reads nothing itself
+        return value(body, name, **labels)
 
     assert metric("trainwarden_train_iteration", run="exp") == 50
     with log.open("ab") as f:

@@ -10,6 +10,7 @@ import time
 import urllib.request
 
 import fake_pynvml
+import pytest
 from conftest import DESIGN, REAL, Clock, wait_for
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -151,3 +152,89 @@ def test_a_scrape_of_an_unchanged_fleet_is_a_lookup(tmp_path):
         assert samples_of(scrape(base))[("trainwarden_collector_success", (("collector", "backup"),))] == 0
     finally:
         agent.stop()
+
+
+ACCEPT_HEADERS = [
+    "", PLAIN, OPENMETRICS, PROMETHEUS_3, "*/*", "text/plain", "text/plain;version=0.0.4", "text/plain; version=1.0.0",
+    "text/plain;version=1.0.0;escaping=allow-utf-8", "application/openmetrics-text",
+    "application/openmetrics-text; version=1.0.0; escaping=dots", "application/openmetrics-text;version=1.0.0;escaping=bogus",
+    "application/openmetrics-text;version=0.0.1,text/plain;version=0.0.4", "application/openmetrics-text;version=2.0.0",
+    "application/openmetrics-text;version=0.0.1,application/openmetrics-text;version=1.0.0",
+    "text/html,application/json", "application/openmetrics-text;q=0.9", " text/plain ;version=0.0.4 , */*",
+    "application/openmetrics-text;version=1.0.0;escaping=values;q=0.5,text/plain;version=1.0.0;escaping=allow-utf-8",
+]
+_ENTRY = st.builds(
+    lambda kind, params: ";".join([kind, *params]),
+    st.sampled_from(["application/openmetrics-text", "text/plain", "*/*", "text/html", " text/plain"]),
+    st.lists(st.sampled_from(["version=1.0.0", "version=0.0.4", "version=0.0.1", "version=2.0.0", "version=",
+                              "escaping=allow-utf-8", "escaping=underscores", "escaping=dots", "escaping=values",
+                              "escaping=x", "q=0.5", " version=1.0.0", "charset=utf-8"]), max_size=3))
+
+
+@pytest.mark.parametrize("accept", ACCEPT_HEADERS)
+def test_the_content_type_is_negotiated_as_the_library_does(accept, tmp_path):
+    registry = CollectorRegistry(auto_describe=False)
+    registry.register(_Families())
+    encode, ctype = choose(accept)
+    library, library_ctype = choose_encoder(accept)
+    assert ctype == library_ctype and encode(registry) == library(registry)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(_ENTRY, min_size=1, max_size=4).map(",".join))
+def test_any_accept_header_gets_the_libraries_content_type(accept):
+    assert choose(accept)[1] == choose_encoder(accept)[1]
+
+
+class _Families:
+    def collect(self):
+        g = GaugeMetricFamily("trainwarden_x", 'a "help"\nline', labels=["run"])
+        g.add_metric(['a\\b"c\nd'], 1.5)
+        yield g
+        c = CounterMetricFamily("trainwarden_y", "counted", labels=[])
+        c.add_metric([], 3)
+        yield c
+
+
+def test_the_agent_never_loads_the_librarys_http_half(tmp_path):
+    """The agent serves its own HTTP and encodes its own bodies: in its process, after scrapes in both formats and
+    the page, neither prometheus_client's exposition module nor http.server, http.client or OpenSSL is loaded
+    (about 13 MiB resident, bench/peer_figures.py), nor pynvml without NVIDIA's driver; the library still works in
+    full when a caller asks for it."""
+    import subprocess
+    import sys
+
+    root = tmp_path / "runs"
+    shutil.copytree(REAL, root)
+    program = f"""
+import sys
+from trainwarden.app.agent import Agent
+agent = Agent([{str(root)!r}], "127.0.0.1", 0)
+agent.start()
+assert agent.ready.wait(60)
+heavy = ["prometheus_client.exposition", "http.server", "http.client", "ssl", "_ssl", "hashlib", "email.utils",
+         "decimal", "statistics", "watchdog"]
+import ctypes
+try:
+    ctypes.CDLL("libnvidia-ml.so.1")
+except OSError:  # no NVIDIA driver here: pynvml (1.5 MiB) is not even imported
+    heavy.append("pynvml")
+before = [m for m in heavy if m in sys.modules]  # http.client below is the test's client, not the agent's
+import http.client as client
+for accept in ("", {OPENMETRICS!r}):
+    c = client.HTTPConnection(*agent.address)
+    c.request("GET", "/metrics", headers={{"Accept": accept}})
+    assert c.getresponse().status == 200
+for path in ("/", "/api/runs"):
+    c = client.HTTPConnection(*agent.address)
+    c.request("GET", path)
+    assert c.getresponse().status == 200
+loaded = [m for m in heavy if m in sys.modules and m not in ("http.client", "email.utils", "ssl", "_ssl", "hashlib")]
+from prometheus_client import generate_latest
+assert b"trainwarden_train_epoch" in generate_latest(agent.registry)
+agent.stop()
+print(before, loaded)
+"""
+    out = subprocess.run([sys.executable, "-c", program], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr[-3000:]
+    assert out.stdout.strip() == "[] []", out.stdout

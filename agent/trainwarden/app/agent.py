@@ -3,6 +3,10 @@ HTTP server together. Nothing runs and no port is bound until `start()`; `stop()
 
 Threads: the read loop (the only reader of files, processes and GPUs), the file observer (only enqueues paths),
 the HTTP server (only takes documents), the backup (only copies checkpoints) and the notifier's delivery.
+
+With a notifier the loop reads each write as its file event arrives (a red page goes out within moments); without
+one it reads on demand: before each report is served (a scrape, /api/runs, the page) and every few seconds
+(app/read_loop.py). `read_on_demand` overrides that choice.
 """
 
 from __future__ import annotations
@@ -29,7 +33,9 @@ from trainwarden.ingest.host.sources import HostSources
 from trainwarden.judge.policy import DEFAULT_POLICY, Policy, PolicySet
 from trainwarden.model import StatusReport
 from trainwarden.outputs.metrics import CollectorStats, make_registry
-from trainwarden.outputs.notify.service import Notifier
+
+if TYPE_CHECKING:  # the notifier's modules (hashlib, apprise) load only when one is configured
+    from trainwarden.outputs.notify.service import Notifier
 
 if TYPE_CHECKING:  # the lock module is imported by the commands that notify
     from trainwarden.app.run_lock import NotifyGate
@@ -47,6 +53,7 @@ def _inside(path: Path, folder: Path) -> bool:
 
 class Agent:
     EVENT_QUEUE_SIZE = 100_000  # paths waiting for the read loop; beyond it events are counted as dropped
+    CATCH_UP_SECONDS = 2.0  # a request waits this long for the read loop (busy with a cold scan: served as read so far)
 
     def __init__(
         self,
@@ -64,6 +71,8 @@ class Agent:
         evaluate_min_gap: float = 0.0,
         gpu_interval: float = 1.0,
         notify_gate: NotifyGate | None = None,
+        read_on_demand: bool | None = None,
+        file_events_backend: str = "auto",
     ) -> None:
         self.fleet = Fleet(roots)
         self.host = host_sources if host_sources is not None else HostSources()
@@ -72,7 +81,9 @@ class Agent:
         self.listen = (host, port)
         self.stats = CollectorStats(notifier=notifier)
         events: queue.Queue = queue.Queue(maxsize=self.EVENT_QUEUE_SIZE)
-        self.file_events = FileEvents(self.fleet.roots, events, self.stats, enabled=use_watchdog)
+        on_demand = notifier is None if read_on_demand is None else read_on_demand
+        self.file_events = FileEvents(self.fleet.roots, events, self.stats, enabled=use_watchdog,
+                                      on_demand=on_demand, backend=file_events_backend)
         self.gpus = GpuSampler(self.host, self.stats)
         # documents are judged again at least once per `evaluate_interval` (a stall is the clock passing a deadline)
         self.documents = DocumentCache(self.fleet, policy, clock, self.gpus, bucket_seconds=evaluate_interval)
@@ -83,9 +94,9 @@ class Agent:
         self.reader = ReadLoop(self.fleet, self.host, self.gpus, events, self.file_events, self.stats, evaluation,
                                poll_interval=poll_interval, rediscover_interval=rediscover_interval,
                                evaluate_interval=evaluate_interval, evaluate_min_gap=evaluate_min_gap,
-                               gpu_interval=gpu_interval)
+                               gpu_interval=gpu_interval, on_demand=on_demand)
         self.registry = make_registry(self.status_report, self.stats)  # the same families, for in-process use
-        self.metrics = MetricsCache(self.documents, self.stats)
+        self.metrics = MetricsCache(self.documents, self.stats, catch_up=self.catch_up)
         self.server = None  # bound by start()
         self._stopping = threading.Event()
         self._started: list[Callable[[], None]] = []  # how to stop what start() began, in reverse order
@@ -111,12 +122,22 @@ class Agent:
     def rediscover_seconds(self) -> float:
         return self.reader.rediscover_seconds
 
+    @property
+    def reads_on_demand(self) -> bool:
+        return self.reader.on_demand
+
     # -- reading (any thread) ----------------------------------------------------------------------------------
+    def catch_up(self) -> None:
+        """Reading on demand: what the files hold now is read before a report is built (else nothing to do)."""
+        self.reader.catch_up(self.CATCH_UP_SECONDS)
+
     def status_report(self) -> StatusReport:
+        self.catch_up()
         return self.documents.current()[1]
 
     def status_document(self) -> dict:
         """The status report as JSON-ready data (what /api/runs serves)."""
+        self.catch_up()
         return self.documents.document()
 
     def tail_lines(self, run: str, n: int) -> list[str]:

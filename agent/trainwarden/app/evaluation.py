@@ -16,7 +16,9 @@ from trainwarden.app.documents import DocumentCache
 from trainwarden.ingest.fleet import Fleet
 from trainwarden.judge.policy import Policy, PolicySet, as_policy_set
 from trainwarden.outputs.metrics import CollectorStats
-from trainwarden.outputs.notify.service import Notifier
+
+if TYPE_CHECKING:  # the notifier's modules (hashlib, apprise) load only when one is configured
+    from trainwarden.outputs.notify.service import Notifier
 
 if TYPE_CHECKING:  # the lock module is imported by the commands that notify
     from trainwarden.app.run_lock import NotifyGate

@@ -1,7 +1,15 @@
-"""File-system events (watchdog) turned into paths on the read loop's queue, and whether they can be trusted.
+"""File-system events turned into paths on the read loop's queue, and whether they can be trusted.
+
+On Linux they come straight from inotify (ingest/files/events.py: one descriptor, one thread, one queue put per
+changed path); elsewhere (macOS, Windows) or where inotify cannot be set up, from watchdog's observer.
 
 While events announce every change under every root, the read loop polls only as a safety net; changes that its
 poll finds and no event announced (a network mount sends none) end that trust for good.
+
+An agent that reads on demand (`on_demand`) is woken by no write: inotify's events then wait in the kernel's queue,
+with no thread, until `drain()` is called (before a report is built, and by the read loop every few seconds), so
+a request that finds none knows nothing changed without reading a file. watchdog has no such queue: there, only
+files and folders that appear, go or move are announced, and `drain()` cannot say what changed (None).
 """
 
 from __future__ import annotations
@@ -43,15 +51,15 @@ class EnqueueHandler:
             try:
                 self.events.put_nowait(os.fsdecode(path))
             except queue.Full:
-                self._dropped()
+                self.dropped()
             except Exception:  # anything else: still never out of the observer's thread
-                self._dropped()
+                self.dropped()
                 if not self._failure_logged:
                     self._failure_logged = True
                     log.exception("a file event could not be queued (counted in file_events_dropped from now on)")
 
-    def _dropped(self) -> None:
-        self.stats.file_events_dropped += 1  # only the observer's one dispatching thread writes it
+    def dropped(self) -> None:
+        self.stats.file_events_dropped += 1  # only the one observer thread (watchdog's dispatcher or inotify's reader) writes it
         self.overflow.set()
 
 
@@ -61,19 +69,80 @@ class FileEvents:
 
     UNANNOUNCED_LIMIT = 2  # twice, not once: a line written between the queue's drain and the poll is no proof
 
-    def __init__(self, roots: list[Path], events: queue.Queue, stats: CollectorStats, enabled: bool = True) -> None:
+    BACKENDS = ("auto", "inotify", "watchdog")
+
+    def __init__(self, roots: list[Path], events: queue.Queue, stats: CollectorStats, enabled: bool = True,
+                 on_demand: bool = False, backend: str = "auto") -> None:
+        if backend not in self.BACKENDS:
+            raise ValueError(f"file events backend {backend!r}: one of {', '.join(self.BACKENDS)}")
         self.roots = roots
         self.enabled = enabled
+        self.on_demand = on_demand
+        self.modifications = not on_demand  # watchdog's observer: each write announced (a thread woken) or not
+        self._drain_lock = threading.Lock()  # the HTTP threads and the read loop drain the same descriptor
+        self.backend = backend
         self.overflow = threading.Event()
         self.handler = EnqueueHandler(events, stats, self.overflow)
         self.watching_every_root = False
         self.trusted = False
+        self.source: str | None = None  # "inotify" or "watchdog" once started
         self._unannounced = 0
-        self._observer = None
+        self._observer = None  # watchdog's Observer or an InotifyWatcher: both have stop() and join()
 
     def start(self) -> None:
         if not self.enabled:
             return
+        if self.backend != "watchdog" and self._start_inotify():
+            return
+        if self.backend == "inotify":
+            log.warning("inotify is unavailable: polling for changes")
+            return
+        self._start_watchdog()
+
+    def _start_inotify(self) -> bool:
+        from trainwarden.ingest.files import events as inotify  # here: only Linux has it
+
+        if not inotify.available():
+            return False
+        try:
+            watcher = inotify.InotifyWatcher(self.roots, self._enqueue)
+        except OSError as exc:  # no inotify, or the watch limit reached: watchdog's observer may still work
+            log.warning("inotify cannot watch the roots (%s)", exc)
+            return False
+        if not self.on_demand:
+            watcher.start()  # its thread puts each change on the queue as it comes
+        self._observer = watcher
+        self.source = "inotify"
+        self.watching_every_root = self.trusted = True
+        return True
+
+    @property
+    def drainable(self) -> bool:
+        """Changes wait in inotify's queue for `drain()` (reading on demand on Linux)."""
+        return self.on_demand and self.source == "inotify" and self._observer is not None
+
+    def drain(self) -> list[str] | None:
+        """Reading on demand: the paths changed since the last drain ([] when none), every root when the kernel's
+        queue overflowed; None when this cannot say (watchdog, polling, stopped): then everything must be read."""
+        if not self.drainable:
+            return None
+        with self._drain_lock:
+            watcher = self._observer
+            if watcher is None or watcher.stopped:
+                return None
+            changed: dict[str, None] = {}
+            while batch := watcher.wait(0):
+                changed.update(dict.fromkeys(batch))
+            return None if watcher.stopped else list(changed)
+
+    def _enqueue(self, path: str) -> None:
+        """From the inotify thread: one changed path onto the queue (a full queue asks the loop for a walk)."""
+        try:
+            self.handler.events.put_nowait(path)
+        except queue.Full:
+            self.handler.dropped()
+
+    def _start_watchdog(self) -> None:
         try:
             from watchdog import events as ev  # imported here: `status` never needs it
             from watchdog.observers import Observer
@@ -82,8 +151,8 @@ class FileEvents:
             return
         # only changes: the kernel is not even asked for opens, reads and closes (our own reads among them), nor
         # for folders "modified" by each write to a file in them
-        watched = [ev.FileModifiedEvent, ev.FileCreatedEvent, ev.FileDeletedEvent, ev.FileMovedEvent,
-                   ev.DirCreatedEvent, ev.DirDeletedEvent, ev.DirMovedEvent]
+        watched = [ev.FileCreatedEvent, ev.FileDeletedEvent, ev.FileMovedEvent, ev.DirCreatedEvent, ev.DirDeletedEvent,
+                   ev.DirMovedEvent, *([ev.FileModifiedEvent] if self.modifications else [])]
         # watchdog's inotify emitter warns when a new folder is registered twice (a race inside it): harmless
         warnings.filterwarnings("ignore", message="Callback with id", category=RuntimeWarning)
         observer = Observer()
@@ -102,6 +171,7 @@ class FileEvents:
             log.warning("file events unavailable (%s): polling for changes", exc)
             return
         self._observer = observer
+        self.source = "watchdog"
         self.watching_every_root = self.trusted = scheduled == len(self.roots)
 
     def unannounced_change(self) -> None:
@@ -117,6 +187,11 @@ class FileEvents:
         """Stop the observer (no event arrives after this; `trusted` is left as it was, as on a mount gone quiet)."""
         observer, self._observer = self._observer, None
         if observer is None:
+            return
+        if self.source == "inotify":
+            observer.stop()
+            with self._drain_lock:  # no drain reads the descriptor while it closes
+                observer.join(timeout=5)
             return
         # watchdog logs an ERROR when its emitter thread is stopped with events in flight: not ours to show
         logging.getLogger("watchdog").setLevel(logging.CRITICAL)

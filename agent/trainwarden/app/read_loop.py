@@ -4,6 +4,18 @@ File events and refresh requests arrive on its queue; a poll every `poll_interva
 that send no events (network mounts), and a walk of every root every `rediscover_interval` seconds finds what
 an event could not announce. Runs are judged when new lines arrive and every `evaluate_interval` seconds (time
 passing is news too: a stall).
+
+Two ways of reading, chosen by the agent:
+- event-driven (a notifier is configured: a red page must go out within moments of its line): each write's file
+  event wakes the loop, which reads that file and judges at once;
+- on demand (no notifier: nobody but a reader of the report learns of a line): writes wake nothing. Before a
+  report is built (a scrape, /api/runs, the page) the requesting thread calls `catch_up`: on Linux it drains
+  inotify's queue itself (app/file_events.py) and, when no file changed, returns at once (a scrape of an
+  unchanged fleet stays a lookup); else the loop reads the files named (or, with watchdog or no trusted events,
+  every file) and the request waits for that. The loop also drains and reads every `ON_DEMAND_POLL_SECONDS`
+  (an early stop's checkpoint backup waits at most that long), and its safety poll still ends the trust in
+  events that miss changes (a network mount), after which every request reads every file.
+With 8 runs writing a line a second the second way costs a fraction of the first (bench/peer_figures.py).
 """
 
 from __future__ import annotations
@@ -33,9 +45,18 @@ class _Refresh:
         self.done = threading.Event()
 
 
+class _CatchUp:
+    """A request to read the files named (None: every known file; no walk of the roots); `done` is set once read."""
+
+    def __init__(self, paths: list[str] | None) -> None:
+        self.paths = paths
+        self.done = threading.Event()
+
+
 class ReadLoop:
     # While file events announce every change, the poll is only a safety net and the walk of the roots is rare.
     EVENTS_TRUSTED_POLL_SECONDS = 2.0
+    ON_DEMAND_POLL_SECONDS = 5.0  # reading on demand: every file read at least this often between requests
     REDISCOVER_SECONDS = 5.0
     EVENTS_TRUSTED_REDISCOVER_SECONDS = 30.0
     MAX_BATCH = 10_000  # queued paths handled per turn
@@ -43,7 +64,7 @@ class ReadLoop:
     def __init__(self, fleet: Fleet, host: HostSources, gpus: GpuSampler, events: queue.Queue, file_events: FileEvents,
                  stats: CollectorStats, evaluate: Callable[[], None], poll_interval: float,
                  rediscover_interval: float | None, evaluate_interval: float, evaluate_min_gap: float,
-                 gpu_interval: float) -> None:
+                 gpu_interval: float, on_demand: bool = False) -> None:
         self.fleet = fleet
         self.host = host
         self.gpus = gpus
@@ -57,7 +78,10 @@ class ReadLoop:
         # New lines are judged at once by default: a loss spike that lasts one logged line must not slip between
         # two judgements.
         self.evaluate_min_gap = min(evaluate_min_gap, evaluate_interval)
-        self.gpu_interval = gpu_interval
+        self.on_demand = on_demand
+        self.gpu_interval = gpu_interval  # read by the loop either way: a scrape never waits on NVML
+        self.catch_ups = 0  # requests the loop read for so far (one turn of the loop may serve several)
+        self.catch_ups_unchanged = 0  # requests that found no file changed (answered without the loop)
         self.ready = threading.Event()  # set once the first discovery (the cold scans) is read and judged
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
@@ -65,6 +89,8 @@ class ReadLoop:
 
     @property
     def poll_seconds(self) -> float:
+        if self.on_demand:
+            return max(self.poll_interval, self.ON_DEMAND_POLL_SECONDS)
         if self.file_events.trusted:
             return max(self.poll_interval, self.EVENTS_TRUSTED_POLL_SECONDS)
         return self.poll_interval
@@ -104,10 +130,31 @@ class ReadLoop:
             return False
         return request.done.wait(max(0.0, deadline - time.monotonic()))
 
+    def catch_up(self, timeout: float) -> bool:
+        """Reading on demand: have the loop read what the files hold now (and the processes), and wait for that.
+        True at once when inotify announced no change since the last drain. False, at once, when the agent reads
+        on events (each write is read as it comes) or this is the loop's own thread; False after `timeout` when
+        the loop is busy (the first cold scans): the caller serves what was read so far."""
+        if not self.on_demand or self._thread is None or threading.current_thread() is self._thread:
+            return False
+        if not self._thread.is_alive():
+            return False
+        paths = self.file_events.drain() if self.file_events.trusted else None
+        if paths == []:
+            self.catch_ups_unchanged += 1
+            return True  # inotify announced no change since the last drain: what was read is what the files hold
+        request = _CatchUp(paths)
+        deadline = time.monotonic() + timeout
+        try:
+            self.events.put(request, timeout=timeout)
+        except queue.Full:
+            return False
+        return request.done.wait(max(0.0, deadline - time.monotonic()))
+
     # -- the loop -------------------------------------------------------------------------------------------
     def _run(self) -> None:
         self._discover()
-        self.gpus.sample()
+        self._sample_gpus()
         self._evaluate()
         self.ready.set()
         now = time.monotonic()
@@ -126,10 +173,22 @@ class ReadLoop:
             if self._stop.is_set():
                 break
             now = time.monotonic()
+            catch_ups = [i for i in items if isinstance(i, _CatchUp)]
+            if catch_ups:
+                if any(r.paths is None for r in catch_ups):
+                    self._timed("logs", self.fleet.poll)
+                else:
+                    named = list(dict.fromkeys(p for r in catch_ups for p in r.paths))
+                    self._timed("logs", lambda batch=named: self._read_paths(batch, poll_checkpoint_runs=False,
+                                                                              discover_now=True))
+                self._timed("process", lambda: self.host.update_processes(self.fleet, discover=False))
+                self.catch_ups += len(catch_ups)
+                for request in catch_ups:
+                    request.done.set()
             refreshes = [i for i in items if isinstance(i, _Refresh)]
             if refreshes:
                 self._discover()
-                self.gpus.sample()
+                self._sample_gpus()
                 self._evaluate()
                 for request in refreshes:
                     request.done.set()
@@ -146,16 +205,22 @@ class ReadLoop:
                 if paths:
                     self._timed("logs", lambda batch=paths: self._read_paths(batch))
                 if now >= next_poll:
+                    drained = self.file_events.drain()  # reading on demand: what changed since the last request
+                    if drained:
+                        self._timed("logs", lambda batch=drained: self._read_paths(batch, poll_checkpoint_runs=False))
                     self._timed("logs", self._safety_poll)
                     self._timed("process", lambda: self.host.update_processes(self.fleet, discover=False))
                     next_poll = now + self.poll_seconds
             if now >= next_gpus:
-                self.gpus.sample()  # not news for the notifier by itself: GPU conditions wait for the next judgement
+                self._sample_gpus()  # not news for the notifier by itself: GPU conditions wait for the next judgement
                 next_gpus = now + self.gpu_interval
 
     def _discover(self) -> None:
         self._timed("logs", self.fleet.rediscover)
         self._timed("process", lambda: self.host.update_processes(self.fleet, discover=True))
+
+    def _sample_gpus(self) -> None:
+        self.gpus.sample()
 
     def _evaluate(self) -> None:
         self._changed = False
@@ -163,7 +228,8 @@ class ReadLoop:
 
     def _safety_poll(self) -> bool:
         changed = self.fleet.poll()
-        if changed:
+        # watchdog on demand is not asked for writes: its poll reads them, and they prove nothing
+        if changed and (not self.on_demand or self.file_events.drainable):
             self.file_events.unannounced_change()
         return changed
 
@@ -180,8 +246,12 @@ class ReadLoop:
                 break
         return [i for i in items if i is not None]
 
-    def _read_paths(self, paths: list[str]) -> bool:
-        readers = {}
+    def _read_paths(self, paths: list[str], poll_checkpoint_runs: bool = True, discover_now: bool = False) -> bool:
+        """Read what the paths announce. A run announced only by a checkpoint is polled too unless
+        `poll_checkpoint_runs` is off (its writes are announced by their own events, or read on demand). A path no
+        run owns asks for a walk of the roots: at once with `discover_now` (a request waits for its answer), else
+        at the loop's next turn."""
+        by_reader: dict[int, tuple] = {}  # id -> (reader, its paths in this batch)
         unknown = False
         changed = False
         for p in paths:
@@ -192,16 +262,21 @@ class ReadLoop:
             if reader is None:
                 unknown = True
             else:
-                readers[id(reader)] = (reader, path)
-        for reader, path in readers.values():
-            if path.suffix == ".pth" or path.name == "last_checkpoint":
+                by_reader.setdefault(id(reader), (reader, []))[1].append(path)
+        for reader, announced in by_reader.values():
+            checkpoints = [p for p in announced if p.suffix == ".pth" or p.name == "last_checkpoint"]
+            if checkpoints:
                 reader.rescan_checkpoints()
                 changed = True
-            elif not reader.watches(path) and (path.is_dir() or recognise(path.name, b"", reader.layout.formats)):
+            others = [p for p in announced if p not in checkpoints]
+            if any(not reader.watches(p) and (p.is_dir() or recognise(p.name, b"", reader.layout.formats)) for p in others):
                 changed |= reader.refresh()  # a new session (a resume), console capture or any format's file
-                continue
-            changed |= reader.poll()
-        if unknown:
+            elif others or (poll_checkpoint_runs and not self.on_demand):
+                changed |= reader.poll()
+        if unknown and discover_now:
+            changed |= self.fleet.rediscover()
+            self.host.update_processes(self.fleet, discover=True)
+        elif unknown:
             try:
                 self.events.put_nowait(_REDISCOVER)
             except queue.Full:

@@ -22,8 +22,10 @@ Choose = Callable[[str], tuple[Callable[[Collector], bytes], str]]  # Accept hea
 class MetricsCache:
     MAX_FORMATS = 8  # content types kept (text, OpenMetrics, their escaping variants): a bound, not a guess
 
-    def __init__(self, documents: DocumentCache, stats: CollectorStats, choose: Choose = exposition.choose) -> None:
+    def __init__(self, documents: DocumentCache, stats: CollectorStats, choose: Choose = exposition.choose,
+                 catch_up: Callable[[], object] = lambda: None) -> None:
         self.documents = documents
+        self.catch_up = catch_up  # an agent reading on demand reads the files before a scrape is answered
         self.stats = stats
         self.choose = choose
         self._lock = threading.Lock()  # one encoding at a time: a second scrape of the same version reuses it
@@ -33,6 +35,7 @@ class MetricsCache:
     def body(self, accept_header: str) -> tuple[bytes, str]:
         """(body, content type) for a scrape's Accept header."""
         encode, content_type = self.choose(accept_header)
+        self.catch_up()  # outside the lock: concurrent scrapes are read for in one turn of the read loop
         with self._lock:
             version, report = self.documents.current()
             key = (version, self._own_figures())

@@ -1,11 +1,20 @@
-"""HTTP endpoints: /metrics, /api/runs, /api/runs/<run>/log, /healthz and a small landing page at /."""
+"""HTTP endpoints: /metrics, /api/runs, /api/runs/<run>/log, /healthz and a small landing page at /.
+
+Served by a small HTTP/1.0 server of our own on `socketserver` (GET and HEAD, one request per connection, as
+`http.server` answers by default), not by `http.server`: that module imports `http.client`, `email` and through
+them OpenSSL (`ssl`, `hashlib`), about 8 MiB resident in an agent that serves plain local HTTP and needs none of
+it (bench/peer_figures.py: the agent's resident memory against mtail's).
+"""
 
 from __future__ import annotations
 
 import logging
+import socket
+import socketserver
+import sys
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import parse_qs, unquote, urlsplit
 
 from trainwarden import __version__
@@ -25,31 +34,89 @@ class WebApp:
     tail: Callable[[str, int], dict | None]  # run name, n -> {"run", "file", "lines"} or None
 
 
-def make_handler(app: WebApp) -> type[BaseHTTPRequestHandler]:
-    class Handler(BaseHTTPRequestHandler):
-        server_version = f"trainwarden/{__version__}"
+_REASONS = {200: "OK", 400: "Bad Request", 404: "Not Found", 405: "Method Not Allowed", 408: "Request Timeout",
+            414: "Request-URI Too Long", 431: "Request Header Fields Too Large", 500: "Internal Server Error"}
+_DAYS = ("Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun")
+_MONTHS = ("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec")
+MAX_LINE_BYTES = 65536  # a request line or header line longer than this is refused (as http.server does)
+MAX_HEADERS = 100
+REQUEST_TIMEOUT_SECONDS = 30.0  # a client that sends nothing for this long is dropped (its thread freed)
 
-        def log_message(self, format: str, *args) -> None:
-            log.debug("%s %s", self.address_string(), format % args)
+
+def http_date(t: float) -> str:
+    """RFC 9110's IMF-fixdate, in English whatever the locale."""
+    g = time.gmtime(t)
+    return (f"{_DAYS[g.tm_wday]}, {g.tm_mday:02d} {_MONTHS[g.tm_mon - 1]} {g.tm_year} "
+            f"{g.tm_hour:02d}:{g.tm_min:02d}:{g.tm_sec:02d} GMT")
+
+
+class _BadRequest(Exception):
+    def __init__(self, code: int, message: str) -> None:
+        super().__init__(message)
+        self.code = code
+
+
+def make_handler(app: WebApp) -> type[socketserver.StreamRequestHandler]:
+    server_version = f"trainwarden/{__version__} Python/{sys.version_info.major}.{sys.version_info.minor}"
+
+    class Handler(socketserver.StreamRequestHandler):
+        timeout = REQUEST_TIMEOUT_SECONDS
+        command = "GET"
+        path = "/"
+        headers: dict[str, str] = {}  # noqa: RUF012 - replaced per request, names lower-cased
+
+        def handle(self) -> None:
+            try:
+                self._read_request()
+            except _BadRequest as exc:
+                self._send(exc.code, f"{exc}\n".encode(), "text/plain; charset=utf-8")
+                return
+            except (TimeoutError, OSError):
+                return  # a client that went away or never finished its request: nothing to answer
+            try:
+                self._route()
+            except (BrokenPipeError, ConnectionResetError, TimeoutError):
+                pass
+
+        def _line(self, too_long: int) -> str:
+            raw = self.rfile.readline(MAX_LINE_BYTES + 1)
+            if len(raw) > MAX_LINE_BYTES:
+                raise _BadRequest(too_long, "line too long")
+            return raw.decode("iso-8859-1").rstrip("\r\n")
+
+        def _read_request(self) -> None:
+            words = self._line(414).split()
+            if not words:
+                raise OSError("no request")  # a connection closed before a request: a port probe
+            if len(words) != 3 or not words[2].startswith("HTTP/"):
+                raise _BadRequest(400, "bad request line")
+            self.command, self.path = words[0], words[1]
+            self.headers = {}
+            for _ in range(MAX_HEADERS + 1):
+                text = self._line(431)
+                if not text:
+                    break
+                name, sep, value = text.partition(":")
+                if not sep:
+                    raise _BadRequest(400, "bad header line")
+                self.headers[name.strip().lower()] = value.strip()
+            else:
+                raise _BadRequest(431, "too many headers")
+            if self.command not in ("GET", "HEAD"):
+                raise _BadRequest(405, f"method {self.command} not allowed")
 
         def _send(self, code: int, body: bytes, content_type: str) -> None:
-            self.send_response(code)
-            self.send_header("Content-Type", content_type)
-            self.send_header("Content-Length", str(len(body)))
-            self.send_header("Cache-Control", "no-store")
-            self.end_headers()
-            if self.command != "HEAD":
-                self.wfile.write(body)
+            head = (f"HTTP/1.0 {code} {_REASONS.get(code, 'Error')}\r\nServer: {server_version}\r\n"
+                    f"Date: {http_date(time.time())}\r\nContent-Type: {content_type}\r\nContent-Length: {len(body)}\r\n"
+                    "Cache-Control: no-store\r\nConnection: close\r\n\r\n").encode("latin-1")
+            self.wfile.write(head if self.command == "HEAD" else head + body)
 
-        def do_HEAD(self) -> None:
-            self.do_GET()
-
-        def do_GET(self) -> None:
+        def _route(self) -> None:
             url = urlsplit(self.path)
             path = url.path
             try:
                 if path == "/metrics":
-                    body, content_type = app.metrics(self.headers.get("Accept", ""))
+                    body, content_type = app.metrics(self.headers.get("accept", ""))
                     self._send(200, body, content_type)
                 elif path == "/api/runs":
                     self._send(200, to_json(app.document()), "application/json")
@@ -85,7 +152,18 @@ def make_handler(app: WebApp) -> type[BaseHTTPRequestHandler]:
     return Handler
 
 
-def make_server(app: WebApp, host: str, port: int) -> ThreadingHTTPServer:
-    server = ThreadingHTTPServer((host, port), make_handler(app))
-    server.daemon_threads = True
-    return server
+class HttpServer(socketserver.ThreadingTCPServer):
+    """A thread per connection (daemon threads: a stuck client never holds up the agent's exit)."""
+
+    daemon_threads = True
+    allow_reuse_address = sys.platform != "win32"  # on Windows SO_REUSEADDR lets a second agent take the port
+    request_queue_size = 64
+
+    def __init__(self, address: tuple[str, int], handler: type[socketserver.BaseRequestHandler]) -> None:
+        if ":" in address[0]:
+            self.address_family = socket.AF_INET6
+        super().__init__(address, handler)
+
+
+def make_server(app: WebApp, host: str, port: int) -> HttpServer:
+    return HttpServer((host, port), make_handler(app))

@@ -6,7 +6,6 @@ the time in."""
 from __future__ import annotations
 
 from dataclasses import dataclass
-from statistics import median
 
 from trainwarden.judge.policy import PREFERRED_EVAL_KEYS, Policy
 from trainwarden.model import RunSnapshot, RunState
@@ -21,6 +20,14 @@ class Lifecycle:
     completed: bool | None = None  # did training complete: None when the log cannot tell
     history: bool = False  # quiet for longer than policy.history_after_seconds when the agent first saw it
 
+
+
+def median(values: list[float]) -> float:
+    """The median, as `statistics.median` gives it (not imported: it pulls in `fractions` and `decimal`, about
+    1 MiB resident in the agent, for this one line)."""
+    ordered = sorted(values)
+    mid = len(ordered) // 2
+    return ordered[mid] if len(ordered) % 2 else (ordered[mid - 1] + ordered[mid]) / 2
 
 def eval_key(snap: RunSnapshot, policy: Policy) -> str | None:
     """The evaluated metric: configured, else the one MMEngine's best checkpoint names, else a known

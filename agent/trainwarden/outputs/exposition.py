@@ -16,6 +16,13 @@ only label values and help texts need escaping: the same bytes (tests/test_expos
 library's on real registries and on any label value). Anything else (another metric type, a timestamp, an
 exemplar, an unusual name, a format other than text 0.0.4 and OpenMetrics 1.0.0) is left to the library, and so
 is everything if prometheus_client ever moves `floatToGoString`, which is not in its documented API.
+
+The content type is negotiated here too, as `prometheus_client.exposition.choose_encoder` does, for the headers
+whose answer is one of the two formats above (no header, Prometheus 2 and 3, text 0.0.4, OpenMetrics 1.0.0); any
+other header goes to the library's own `choose_encoder`. Why: `prometheus_client.exposition` imports
+`http.server`, `urllib.request` and `wsgiref` and with them OpenSSL, about 8 MiB resident in an agent that never
+needs them (bench/peer_figures.py); it is imported only when a scrape needs it. tests/test_exposition.py holds
+both negotiations to the same answer on every header it tries.
 """
 
 from __future__ import annotations
@@ -23,7 +30,6 @@ from __future__ import annotations
 import re
 from collections.abc import Callable
 
-from prometheus_client.exposition import choose_encoder
 from prometheus_client.registry import Collector
 
 try:  # the library's own float formatting; not in its documented API, so its absence only costs speed
@@ -75,21 +81,61 @@ def _encode(registry: Collector, openmetrics: bool) -> bytes:
     return "".join(out).encode("utf-8")
 
 
-# the formats this encoder writes; any other (OpenMetrics 2, the text format 1.0.0) is the library's
-_OWN_FORMATS = ("text/plain; version=0.0.4;", "application/openmetrics-text; version=1.0.0;")
+CONTENT_TYPE_TEXT = "text/plain; version=0.0.4; charset=utf-8"
+CONTENT_TYPE_OPENMETRICS = "application/openmetrics-text; version=1.0.0; charset=utf-8"
+_ESCAPINGS = ("allow-utf-8", "underscores", "dots", "values")
+_NAMES_AS_THEY_ARE = ("allow-utf-8", "underscores")  # the escapings that leave our (legacy) names unchanged
+
+
+def _parameter(tokens: list[str], key: str) -> str:
+    """The first `key=value` of an Accept entry's parameters ("" when absent), as the library reads it."""
+    for token in tokens:
+        if "=" in token:
+            name, value = token.strip().split("=", 1)
+            if name == key:
+                return value
+    return ""
+
+
+def negotiate(accept_header: str) -> tuple[bool, str] | None:
+    """(openmetrics, content type) when the answer is one of this encoder's formats, else None: the library's
+    `choose_encoder` decides (a version other than text 0.0.4 or OpenMetrics 1.0.0 named before any of those)."""
+    for accepted in (accept_header or "").split(","):
+        tokens = accepted.split(";")
+        kind = tokens[0].strip()
+        if kind == "application/openmetrics-text":
+            version = _parameter(tokens, "version")
+            if not version:
+                return True, CONTENT_TYPE_OPENMETRICS
+            if version != "1.0.0":
+                return None
+            escaping = _parameter(tokens, "escaping")
+            escaping = escaping if escaping in _ESCAPINGS else "underscores"
+            if escaping not in _NAMES_AS_THEY_ARE:
+                return None  # "dots" and "values" rewrite even legacy names (`_` -> `__`, a `U__` prefix): the library's
+            return True, f"{CONTENT_TYPE_OPENMETRICS}; escaping={escaping}"
+        if kind == "text/plain" and _parameter(tokens, "version") not in ("", "0.0.4"):
+            return None  # text 1.0.0 and what else the library may make of a version: its answer
+    return False, CONTENT_TYPE_TEXT
+
+
+def _library(accept_header: str) -> tuple[Callable[[Collector], bytes], str]:
+    from prometheus_client.exposition import choose_encoder  # here: it imports http.server, urllib and OpenSSL
+
+    return choose_encoder(accept_header)
 
 
 def choose(accept_header: str) -> tuple[Callable[[Collector], bytes], str]:
     """(encoder, content type) for a scrape's Accept header."""
-    library, content_type = choose_encoder(accept_header)
-    if floatToGoString is None or not content_type.startswith(_OWN_FORMATS):
-        return library, content_type
-    openmetrics = content_type.startswith("application/openmetrics-text")
+    ours = negotiate(accept_header) if floatToGoString is not None else None
+    if ours is None:
+        return _library(accept_header)
+    openmetrics, content_type = ours
 
     def encode(registry: Collector) -> bytes:
         try:
             return _encode(registry, openmetrics)
         except _Unusual:
-            return library(registry)
+            return _library(accept_header)[0](registry)
 
     return encode, content_type

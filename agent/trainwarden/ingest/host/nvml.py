@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import importlib
 import logging
+import sys
 import threading
 import time
 from collections.abc import Callable
@@ -54,7 +55,21 @@ def _text(value) -> str:
     return value.decode("utf-8", errors="replace") if isinstance(value, bytes) else str(value)
 
 
+class NvmlLibraryNotFound(Exception):
+    def __str__(self) -> str:
+        return "NVML Shared Library Not Found"  # pynvml's own words for it
+
+
 def _load_pynvml() -> ModuleType:
+    if sys.platform.startswith("linux"):
+        # the driver's library first: pynvml's module (and ctypes.util, tempfile, random under it) is about 1.5 MiB
+        # resident, kept for nothing on a host without NVIDIA's driver; pynvml loads this very file itself
+        import ctypes
+
+        try:
+            ctypes.CDLL("libnvidia-ml.so.1")
+        except OSError:
+            raise NvmlLibraryNotFound() from None
     return importlib.import_module("pynvml")
 
 
