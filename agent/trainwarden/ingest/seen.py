@@ -10,11 +10,11 @@ memory and counts the refusal; nothing here may stop the agent.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import os
 import threading
+import zlib
 from pathlib import Path
 
 log = logging.getLogger("trainwarden.seen")
@@ -23,7 +23,9 @@ MAX_RUNS = 20000  # beyond this the oldest entries go: a bounded file whatever t
 
 
 def run_key(work_dir: Path | str) -> str:
-    return hashlib.sha256(os.path.realpath(os.fspath(work_dir)).encode("utf-8", "surrogateescape")).hexdigest()[:24]
+    """64 bits of the resolved path (two checksums: hashlib would load OpenSSL, ~5 MiB resident, for this)."""
+    raw = os.path.realpath(os.fspath(work_dir)).encode("utf-8", "surrogateescape")
+    return f"{zlib.crc32(raw):08x}{zlib.adler32(raw):08x}"
 
 
 class FirstSeen:

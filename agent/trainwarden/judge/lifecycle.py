@@ -9,6 +9,7 @@ from dataclasses import dataclass
 
 from trainwarden.judge.policy import PREFERRED_EVAL_KEYS, Policy
 from trainwarden.model import RunSnapshot, RunState
+from trainwarden.model.values import median
 
 
 @dataclass(frozen=True, slots=True)
@@ -21,13 +22,6 @@ class Lifecycle:
     history: bool = False  # quiet for longer than policy.history_after_seconds when the agent first saw it
 
 
-
-def median(values: list[float]) -> float:
-    """The median, as `statistics.median` gives it (not imported: it pulls in `fractions` and `decimal`, about
-    1 MiB resident in the agent, for this one line)."""
-    ordered = sorted(values)
-    mid = len(ordered) // 2
-    return ordered[mid] if len(ordered) % 2 else (ordered[mid - 1] + ordered[mid]) / 2
 
 def eval_key(snap: RunSnapshot, policy: Policy) -> str | None:
     """The evaluated metric: configured, else the one MMEngine's best checkpoint names, else a known

@@ -4,10 +4,9 @@ whole run) that an explosion is measured against. Pure."""
 
 from __future__ import annotations
 
-from statistics import median
-
 from trainwarden.judge.policy import Policy
 from trainwarden.model import LossHistory, LossTrend, RunSnapshot
+from trainwarden.model.values import median
 
 
 def attempt_start(snap: RunSnapshot) -> float | None:

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from itertools import pairwise
-from statistics import median
 
 from trainwarden.judge import advice
 from trainwarden.judge.lifecycle import Lifecycle
@@ -23,6 +22,7 @@ from trainwarden.model import (
     Verdict,
 )
 from trainwarden.model.timefmt import stamp_utc
+from trainwarden.model.values import median
 
 
 @dataclass(frozen=True, slots=True)
