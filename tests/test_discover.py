@@ -129,3 +129,65 @@ def test_a_deleted_work_dir_is_forgotten_but_a_missing_root_drops_nothing(tmp_pa
     root.rename(tmp_path / "away")  # the whole watched folder gone (a network mount away): nothing is dropped
     fleet.rediscover()
     assert [r.state.name for r in fleet.current_readers()] == ["a"]
+
+
+SESSION = "20261201_121647"
+FIRST_LINE = b"2026/12/01 12:16:47 - mmengine - INFO - \n"  # MMEngine's first line: the environment block's
+
+
+class _TrainingStartsDuringTheWalk:
+    """A format that finds nothing, and whose look at the work dir is the moment MMEngine creates the session's
+    log: the order a training that starts while the walk runs meets it in (`<ts>/` made, the walk lists the work
+    dir, `<ts>/<ts>.log` created, the walk lists `<ts>/`), made deterministic. Asked last, after the real formats."""
+
+    name = kind = "starts_during_the_walk"
+    role = None
+    framework = None
+    scan = None
+
+    def __init__(self, work_dir):
+        self.log = work_dir / SESSION / f"{SESSION}.log"
+
+    def matches(self, file_name, first_bytes):
+        return False
+
+    def find_files(self, work_dir):
+        if SESSION in work_dir.names() and not self.log.exists():
+            self.log.write_bytes(FIRST_LINE)
+        return iter(())
+
+    def new_parser(self, context):
+        raise AssertionError("never reads a file")
+
+    def line_timestamp(self, line, default_year):
+        return None
+
+
+def test_a_session_folder_is_never_a_run_of_its_own(tmp_path):
+    """issue 12 (live check): MMEngine's `killed/<ts>/`, met by the walk before its parent showed the session (the
+    log created between the two looks), was a run named `<ts>` beside `killed`, and both paged ProcessExited."""
+    from trainwarden.parse.formats import FORMATS
+
+    root = tmp_path / "work_dirs"
+    wd = root / "killed"
+    (wd / SESSION).mkdir(parents=True)  # MMEngine's mkdir of the session folder, before its logger opens the log
+    formats = (*FORMATS, _TrainingStartsDuringTheWalk(wd))
+    assert find_work_dirs(root, formats=formats) == [wd]
+    (wd / SESSION / f"{SESSION}.log").unlink()
+    fleet = Fleet([root], formats=formats)
+    fleet.rediscover()
+    assert [r.state.name for r in fleet.current_readers()] == ["killed"]
+    # the early state itself (the log, no vis_data yet), whichever way it is reached
+    for path in (root, wd, wd / SESSION, wd / SESSION / f"{SESSION}.log"):
+        assert find_work_dirs(path) == [wd], path
+
+
+def test_a_folder_named_as_a_time_is_a_run_when_its_log_is_not_its_session(tmp_path):
+    """What stays a run of its own: an mmcv work dir named by a time (`--work-dir work_dirs/$(date ...)`) whose
+    logs are named by their own later start, and an MMEngine work dir named so."""
+    mmcv = tmp_path / "work_dirs" / "20230208_061000"
+    touch(mmcv / "20230208_061338.log", b"2023-02-08 06:13:38,123 - mmdet - INFO - Environment info:\n")
+    mmengine = tmp_path / "work_dirs" / "20230609_081000"
+    touch(mmengine / "20230609_081929" / "20230609_081929.log", FIRST_LINE)
+    assert find_work_dirs(tmp_path / "work_dirs") == [mmcv, mmengine]
+    assert find_work_dirs(mmcv) == [mmcv] and find_work_dirs(mmengine / "20230609_081929") == [mmengine]

@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from trainwarden.parse.formats import FORMATS
-from trainwarden.parse.formats.base import FIRST_BYTES, Format, Role
+from trainwarden.parse.formats.base import FIRST_BYTES, SESSION_ID, Format, Role
 from trainwarden.parse.formats.training_capture import FORMAT as CAPTURE
 from trainwarden.parse.formats.training_capture import capture_framework, is_capture_name
 
@@ -158,6 +158,13 @@ def _session_folder_of(root: Path, formats: tuple[Format, ...]) -> bool:
                for fmt in formats for found in fmt.find_files(view))
 
 
+def _is_session_folder(folder: Path, formats: tuple[Format, ...]) -> bool:
+    """`folder` is named as a session (`<ts>`) and its parent's formats find that session's files in it: the folder
+    `<ts>/` holding `<ts>.log` is MMEngine's session of the work dir above, never an mmcv work dir of its own (whose
+    logs are named by their own start, never by the folder's name)."""
+    return bool(SESSION_ID.match(folder.name)) and _session_folder_of(folder, formats)
+
+
 def excluded(path: Path, exclude: tuple[str, ...]) -> bool:
     """`path` is left out by a `discovery.exclude` glob: one matches its name or its whole path (`*` crosses `/`)."""
     if not exclude:
@@ -206,7 +213,7 @@ def _file_runs(path: Path, formats: tuple[Format, ...]) -> list[Path]:
     for fmt in formats:
         for found in fmt.find_files(view):
             if found.session is not None and parent / found.path == path:
-                return [parent]
+                return [parent.parent if _is_session_folder(parent, formats) else parent]
     return [path] if capture_framework(view.first_bytes(path.name)) is not None else []
 
 
@@ -225,7 +232,7 @@ def find_work_dirs(root: Path, max_depth: int = MAX_DEPTH, formats: tuple[Format
         return _file_runs(root, formats)
     if not root.is_dir():
         return []
-    if _session_folder_of(root, formats):
+    if _session_folder_of(root, formats):  # named by the user: whatever its name
         return [root.parent]
     found: list[Path] = []
     walked: set[str] = set()  # real paths of the folders walked, and of the captures found
@@ -237,6 +244,12 @@ def find_work_dirs(root: Path, max_depth: int = MAX_DEPTH, formats: tuple[Format
         if real in walked:
             continue
         walked.add(real)
+        if d != root and _is_session_folder(d, formats):
+            # MMEngine's `<ts>/` of a work dir whose listing came before the session's log (a training that
+            # starts while the walk runs): its parent's session, never a run of its own
+            if d.parent not in found:
+                found.append(d.parent)
+            continue
         view = _DirView(d)
         if _holds_sessions(view, formats):
             found.append(d)
