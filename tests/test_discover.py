@@ -191,3 +191,20 @@ def test_a_folder_named_as_a_time_is_a_run_when_its_log_is_not_its_session(tmp_p
     touch(mmengine / "20230609_081929" / "20230609_081929.log", FIRST_LINE)
     assert find_work_dirs(tmp_path / "work_dirs") == [mmcv, mmengine]
     assert find_work_dirs(mmcv) == [mmcv] and find_work_dirs(mmengine / "20230609_081929") == [mmengine]
+
+
+def test_the_empty_config_dump_of_a_runner_built_in_python_is_not_the_config(tmp_path):
+    """A Runner built in Python has no config, and MMEngine dumps it anyway: an empty `<ts>.py` (one newline) beside
+    the session. That file is not the run's config (status showed `config: 20261201_114521.py`); a real dump is."""
+    from conftest import FIXTURES
+
+    for name in ("healthy_in_python", "loss_nan", "killed_mid_epoch"):  # real MMEngine 0.10.7 work dirs
+        work_dir = FIXTURES / "mmengine-live" / name
+        assert [p.read_bytes() for p in work_dir.glob("*.py")] == [b"\n"], name
+        assert describe(work_dir).config_file is None, name
+    assert describe(FIXTURES / "mmengine-live" / "healthy_from_cfg").config_file.name == "scripted_config.py"
+    wd = tmp_path / "run"
+    touch(wd / "20261201_114521" / "20261201_114521.log", FIRST_LINE)
+    touch(wd / "20261201_114521.py", b"\n")
+    touch(wd / "20261201_120000.py", b"model = dict(type='X')\n")  # a later session built from a config
+    assert describe(wd).config_file.name == "20261201_120000.py"

@@ -283,6 +283,9 @@ def _describe_capture(capture: Path, name: str | None, formats: tuple[Format, ..
                      sessions=[session], formats=formats)
 
 
+_EMPTY_DUMP_BYTES = 64  # a `.py` this small is read to tell MMEngine's empty config dump (one newline) from a config
+
+
 def describe(work_dir: Path, name: str | None = None, formats: tuple[Format, ...] = FORMATS) -> RunLayout:
     """The sessions, files of the whole run and config copy of one work dir, as `formats` find them. A capture
     that is a run by itself (find_work_dirs) is its own "work dir"."""
@@ -311,7 +314,10 @@ def describe(work_dir: Path, name: str | None = None, formats: tuple[Format, ...
     for entry_name, entry in view.entries.items():
         if entry_name.endswith(".py") and entry_name not in claimed and _is_file(entry):
             try:
-                configs.append((entry.stat().st_mtime, Path(entry.path)))
+                st = entry.stat()
+                if st.st_size <= _EMPTY_DUMP_BYTES and not Path(entry.path).read_bytes().strip():
+                    continue  # the dump of a Runner built in Python, which has no config: not one
+                configs.append((st.st_mtime, Path(entry.path)))
             except OSError:
                 pass
     return RunLayout(
