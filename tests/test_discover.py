@@ -136,24 +136,29 @@ FIRST_LINE = b"2026/12/01 12:16:47 - mmengine - INFO - \n"  # MMEngine's first l
 
 
 class _TrainingStartsDuringTheWalk:
-    """A format that finds nothing, and whose look at the work dir is the moment MMEngine creates the session's
-    log: the order a training that starts while the walk runs meets it in (`<ts>/` made, the walk lists the work
-    dir, `<ts>/<ts>.log` created, the walk lists `<ts>/`), made deterministic. Asked last, after the real formats."""
+    """A format that finds nothing, and whose n-th look at the work dir is the moment MMEngine creates the session's
+    log: the orders a training that starts while the walk runs can meet it in (`<ts>/` made; the work dir listed
+    and looked at; `<ts>/<ts>.log` created; `<ts>/` listed), made deterministic. Asked last, after the real formats,
+    so that they have looked at the work dir without the log."""
 
     name = kind = "starts_during_the_walk"
     role = None
     framework = None
     scan = None
 
-    def __init__(self, work_dir):
+    def __init__(self, work_dir, at_look):
         self.log = work_dir / SESSION / f"{SESSION}.log"
+        self.at_look = at_look
+        self.looks = 0
 
     def matches(self, file_name, first_bytes):
         return False
 
     def find_files(self, work_dir):
-        if SESSION in work_dir.names() and not self.log.exists():
-            self.log.write_bytes(FIRST_LINE)
+        if SESSION in work_dir.names():
+            self.looks += 1
+            if self.looks == self.at_look:
+                self.log.write_bytes(FIRST_LINE)
         return iter(())
 
     def new_parser(self, context):
@@ -163,21 +168,31 @@ class _TrainingStartsDuringTheWalk:
         return None
 
 
-def test_a_session_folder_is_never_a_run_of_its_own(tmp_path):
-    """issue 12 (live check): MMEngine's `killed/<ts>/`, met by the walk before its parent showed the session (the
-    log created between the two looks), was a run named `<ts>` beside `killed`, and both paged ProcessExited."""
+@pytest.mark.parametrize("at_look", [1, 2])
+def test_a_session_folder_is_never_a_run_of_its_own(tmp_path, at_look):
+    """issue 12 (live check): MMEngine's `killed/<ts>/`, met by the walk before its work dir showed the session (the
+    log created between the look at the work dir and the listing of `<ts>/`), was a run named `<ts>` beside
+    `killed`, and both paged ProcessExited. Whenever the log appears, no walk finds `<ts>`, and `killed` is found."""
     from trainwarden.parse.formats import FORMATS
 
     root = tmp_path / "work_dirs"
     wd = root / "killed"
-    (wd / SESSION).mkdir(parents=True)  # MMEngine's mkdir of the session folder, before its logger opens the log
-    formats = (*FORMATS, _TrainingStartsDuringTheWalk(wd))
-    assert find_work_dirs(root, formats=formats) == [wd]
-    (wd / SESSION / f"{SESSION}.log").unlink()
-    fleet = Fleet([root], formats=formats)
-    fleet.rediscover()
-    assert [r.state.name for r in fleet.current_readers()] == ["killed"]
+    for start in (root, wd):  # `watch work_dirs`, and `run`, which watches the work dir itself
+        (wd / SESSION).mkdir(parents=True)  # MMEngine's mkdir of the session folder, before its logger opens the log
+        formats = (*FORMATS, _TrainingStartsDuringTheWalk(wd, at_look))
+        walks = [find_work_dirs(start, formats=formats) for _ in range(3)]
+        assert all(found in ([], [wd]) for found in walks) and walks[-1] == [wd], (start, walks)
+        shutil.rmtree(wd / SESSION)
+        formats = (*FORMATS, _TrainingStartsDuringTheWalk(wd, at_look))
+        fleet = Fleet([start], formats=formats)
+        (wd / SESSION).mkdir()
+        for _ in range(3):
+            fleet.rediscover()
+            assert [r.state.name for r in fleet.current_readers()] in ([], ["killed"]), start
+        assert [r.state.name for r in fleet.current_readers()] == ["killed"]
+        shutil.rmtree(wd / SESSION)
     # the early state itself (the log, no vis_data yet), whichever way it is reached
+    touch(wd / SESSION / f"{SESSION}.log", FIRST_LINE)
     for path in (root, wd, wd / SESSION, wd / SESSION / f"{SESSION}.log"):
         assert find_work_dirs(path) == [wd], path
 

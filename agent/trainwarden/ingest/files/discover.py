@@ -158,11 +158,16 @@ def _session_folder_of(root: Path, formats: tuple[Format, ...]) -> bool:
                for fmt in formats for found in fmt.find_files(view))
 
 
-def _is_session_folder(folder: Path, formats: tuple[Format, ...]) -> bool:
-    """`folder` is named as a session (`<ts>`) and its parent's formats find that session's files in it: the folder
-    `<ts>/` holding `<ts>.log` is MMEngine's session of the work dir above, never an mmcv work dir of its own (whose
-    logs are named by their own start, never by the folder's name)."""
-    return bool(SESSION_ID.match(folder.name)) and _session_folder_of(folder, formats)
+def _is_session_folder(folder: Path, formats: tuple[Format, ...], view: _DirView | None = None) -> bool:
+    """`folder` is MMEngine's session folder of the work dir above it: named as a session (`<ts>`), it holds the
+    log of that name, `<ts>/<ts>.log`. Told by its own listing: a training that starts while the walk runs (its
+    work dir listed before the log existed, `<ts>/` after) cannot make it a run of its own. An mmcv work dir is
+    never one: its logs are named by their own start, not by the folder's name."""
+    if not SESSION_ID.match(folder.name):
+        return False
+    view = view if view is not None else _DirView(folder)
+    log = f"{folder.name}.log"
+    return any(found.session is not None and found.path == log for fmt in formats for found in fmt.find_files(view))
 
 
 def excluded(path: Path, exclude: tuple[str, ...]) -> bool:
@@ -213,7 +218,7 @@ def _file_runs(path: Path, formats: tuple[Format, ...]) -> list[Path]:
     for fmt in formats:
         for found in fmt.find_files(view):
             if found.session is not None and parent / found.path == path:
-                return [parent.parent if _is_session_folder(parent, formats) else parent]
+                return [parent.parent if _is_session_folder(parent, formats, view) else parent]
     return [path] if capture_framework(view.first_bytes(path.name)) is not None else []
 
 
@@ -244,13 +249,12 @@ def find_work_dirs(root: Path, max_depth: int = MAX_DEPTH, formats: tuple[Format
         if real in walked:
             continue
         walked.add(real)
-        if d != root and _is_session_folder(d, formats):
-            # MMEngine's `<ts>/` of a work dir whose listing came before the session's log (a training that
-            # starts while the walk runs): its parent's session, never a run of its own
+        view = _DirView(d)
+        if d != root and _is_session_folder(d, formats, view):
+            # MMEngine's `<ts>/`, met when its work dir was listed before the session's log existed
             if d.parent not in found:
                 found.append(d.parent)
             continue
-        view = _DirView(d)
         if _holds_sessions(view, formats):
             found.append(d)
             continue
