@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import os
 import re
+import sys
 import time
 from pathlib import Path
 
@@ -262,3 +263,74 @@ def test_a_capture_shows_nan_losses_and_an_early_stop(tmp_path):
     run = read(Fleet([out]))["slurm-12.out"]
     assert run.latest.point.epoch == 201 and "loss" in run.latest.point.nonfinite
     assert run.early_stop_log is not None and run.early_stop_log.triggered
+
+
+LIVE_OOM = Path(__file__).parent / "fixtures" / "mmengine-live" / "cuda_oom_under_run"
+
+
+def console_errors(text: str) -> list[tuple[str, str]]:
+    """(kind, text) of every error the reader's parser of a console capture finds in `text`."""
+    from trainwarden.parse.stream import LogStream
+
+    stream = LogStream(2026, errors_only=True)
+    found = [r for line in text.splitlines() for r in stream.feed(line)] + stream.flush()
+    return [(e.kind, e.text) for e in found]
+
+
+def test_one_oom_is_one_error_whatever_source_its_traceback_quotes():
+    """issue 12 (live check): the real capture of `trainwarden run` around an MMEngine 0.10.7 training whose hook
+    raised torch.cuda.OutOfMemoryError: the traceback's quoted source line `raise torch.cuda.OutOfMemoryError(`
+    counted as a second cuda_oom. The exception line is the error; the frames and their source are not."""
+    text = next(LIVE_OOM.glob("trainwarden-console-*.log")).read_text(encoding="utf-8")
+    assert "    raise torch.cuda.OutOfMemoryError(\n" in text
+    errors = console_errors(text)
+    assert [k for k, _ in errors if k == "cuda_oom"] == ["cuda_oom"], errors
+    assert next(t for k, t in errors if k == "cuda_oom").startswith("torch.OutOfMemoryError: CUDA out of memory.")
+    assert [k for k, _ in errors].count("traceback") == 1
+
+
+class OutOfMemoryError(RuntimeError):
+    """Named as PyTorch's: what a traceback prints of it is what matters here."""
+
+
+def _oom_in_a_handler():
+    try:
+        raise OutOfMemoryError("CUDA out of memory. Tried to allocate 20.00 MiB (GPU 0; 7.79 GiB total capacity)")
+    except OutOfMemoryError:  # a handler whose own source names the error, as mmdet's AvoidCUDAOOM does
+        raise RuntimeError("CUDA error: an illegal memory access was encountered") from None
+
+
+def _exception_group():
+    import builtins
+
+    raise builtins.ExceptionGroup("workers", [OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")])
+
+
+def _chained():
+    try:
+        raise OutOfMemoryError("CUDA out of memory. Tried to allocate 1.00 GiB")
+    except OutOfMemoryError as e:
+        raise RuntimeError("NCCL error in: ProcessGroupNCCL.cpp:1191, unhandled cuda error") from e
+
+
+@pytest.mark.parametrize("raise_it, want", [
+    (_oom_in_a_handler, ["cuda_error"]),  # the handler's `except OutOfMemoryError:` is quoted source
+    # the OOM inside an exception group, at the group's `    | ` margin
+    pytest.param(_exception_group, ["cuda_oom"], marks=pytest.mark.skipif(sys.version_info < (3, 11),
+                                                                        reason="exception groups: Python 3.11")),
+    (_chained, ["cuda_oom", "nccl"]),  # both errors of a chain are errors
+])
+def test_tracebacks_as_python_prints_them_count_each_error_once(raise_it, want):
+    """Real tracebacks (Python's own formatting, carets and exception groups included), bare and as torchrun
+    labels every line of a rank: only the exception lines are errors, each once; none is lost."""
+    import traceback
+
+    try:
+        raise_it()
+    except BaseException as e:  # what it raised is the point
+        printed = "".join(traceback.format_exception(e))
+    assert 'File "' in printed and "    raise " in printed
+    for labelled in (printed, "".join(f"[rank1]:{line}\n" for line in printed.splitlines())):
+        errors = console_errors(labelled)
+        assert sorted(k for k, _ in errors if k != "traceback") == sorted(want), (errors, labelled)
+        assert not any("raise " in t or t.startswith("File ") or "except " in t for _, t in errors), errors

@@ -207,12 +207,15 @@ def no_training_left_behind():
             training.proc.wait(timeout=30)
 
 
-def train(work_dir: Path, scenario: str, build: str = "cfg", *extra: str, step: float = 0.05) -> Training:
+def train(work_dir: Path, scenario: str, build: str = "cfg", *extra: str, step: float | None = None) -> Training:
+    """`step`: the seconds each iteration sleeps; scripted.py's own (0.2 s: an epoch of 2 s, whose eta tells the
+    last epoch) unless a test needs the run faster or slower."""
     work_dir.parent.mkdir(parents=True, exist_ok=True)
     console = work_dir.parent / f"{work_dir.name}.console"
+    steps = () if step is None else ("--step-seconds", str(step))
     with console.open("a", encoding="utf-8") as out:
         proc = subprocess.Popen([sys.executable, str(SCRIPT), "--work-dir", str(work_dir), "--scenario", scenario,
-                                 "--build", build, "--step-seconds", str(step), *extra], stdout=out, stderr=out)
+                                 "--build", build, *steps, *extra], stdout=out, stderr=out)
     STARTED.append(Training(proc, console))
     return STARTED[-1]
 
@@ -274,7 +277,7 @@ def test_a_training_killed_mid_epoch_pages_once(tmp_path, sink, watch):
     """SIGKILL while the agent watches, once it has seen the process and epoch 2: one TrainingProcessExited, red."""
     agent = watch()
     wd = tmp_path / "work_dirs" / "killed"
-    training = train(wd, "healthy", "python", step=0.2)
+    training = train(wd, "healthy", "python")
     wait_for(lambda: (r := agent.run(wd.name)) and (r["process"] or {}).get("up") and (r["epoch"] or 0) >= 2,
              timeout=120, interval=0.2)
     training.proc.send_signal(signal.SIGKILL)  # in epoch 2 (or 3 on a slow machine) of 5
@@ -307,7 +310,7 @@ def test_a_crash_then_resume_pages_then_resolves(tmp_path, sink, watch):
     trains on from epoch 3: that page is resolved (apprise type success) and the run finishes with no other red."""
     agent = watch()
     wd = tmp_path / "work_dirs" / "crash"
-    train(wd, "crash", step=0.2).finish(1)
+    train(wd, "crash").finish(1)
     wait_for(lambda: count(sink, "RED", "TrainingProcessExited") == 1, timeout=90, interval=0.2)
     train(wd, "healthy", "cfg", "--resume").finish()
     run = agent.settled(wd.name, ENDED)
@@ -327,7 +330,7 @@ def test_a_second_training_into_the_same_work_dir_is_the_run_again(tmp_path, sin
     train(wd, "healthy", step=0.02).finish()
     first = agent.settled(wd.name, ENDED)
     assert first["state"] == "finished" and first["epoch"] == 5
-    second = train(wd, "healthy", step=0.2)
+    second = train(wd, "healthy")
     seen = wait_for(lambda: (r := agent.run(wd.name)) and len(r["sessions"]) == 2 and r["epoch"] in (2, 3, 4) and r,
                     timeout=120, interval=0.2)
     assert seen["state"] == "running", (seen["state"], seen["epoch"])
@@ -349,7 +352,10 @@ FIXTURE_FACTS = {
                          "best": ("coco/bbox_mAP", 0.405, "best_coco_bbox_mAP_epoch_5.pth"), "config": "scripted_config.py",
                          "newest": "epoch_5.pth", "red": False},
     "healthy_in_python": {"state": "finished", "epoch": 5, "max_epochs": None, "evaluations": 5, "last": 0.405,
-                          "best": ("coco/bbox_mAP", 0.405, None), "newest": "epoch_5.pth", "red": False},
+                          "best": ("coco/bbox_mAP", 0.405, None), "newest": "epoch_5.pth", "config": None, "red": False},
+    # the same run at 2 ms an iteration: every train line reads `eta: 0:00:00`, so its log cannot tell its end
+    "healthy_in_python_too_fast": {"state": "ended", "epoch": 5, "max_epochs": None, "evaluations": 5, "last": 0.405,
+                                   "newest": "epoch_5.pth", "config": None, "red": False},
     # stopped by EarlyStoppingHook: as history it may read as finished, never as interrupted
     "early_stop": {"state": {"early_stopped", "finished"}, "epoch": 4, "max_epochs": 8, "evaluations": 4, "last": 0.307,
                    "best": ("coco/bbox_mAP", 0.309, "best_coco_bbox_mAP_epoch_3.pth"), "config": "scripted_config.py",
@@ -399,6 +405,22 @@ def test_status_on_the_logs_the_trainings_wrote(name, fixture_documents):
         assert run["log"]["errors_total"]["cuda_oom"] == facts["oom"]
     if facts.get("red") is False:
         assert run["health"] != "red", run["conditions"]
+
+
+def test_a_log_that_cannot_tell_its_end_reads_ended_yellow_never_red(tmp_path):
+    """A Runner built in Python (no length anywhere) whose epochs take 20 ms: `eta: 0:00:00` on every train line,
+    so nothing says whether epoch 5 was the last. Judged as if watched while it ran (not history), it is `ended`
+    with the TrainingEndedUnconfirmed warning, never red; the same training at 0.2 s an iteration is `finished`."""
+    config = tmp_path / "trainwarden.yml"
+    config.write_text("policy:\n  history_after_seconds: 1.0e+12\n", encoding="utf-8")
+    result = run_cli("status", "--json", "--config.file", str(config), str(LIVE / "healthy_in_python_too_fast"),
+                     str(LIVE / "healthy_in_python"))
+    runs = {r["run"]: r for r in json.loads(result.stdout)["runs"]}
+    fast, timed = runs["healthy_in_python_too_fast"], runs["healthy_in_python"]
+    assert (fast["state"], fast["health"]) == ("ended", "yellow"), fast["conditions"]
+    assert [(c["alert"], c["severity"]) for c in fast["conditions"]] == [("TrainingEndedUnconfirmed", "warning")]
+    assert (timed["state"], timed["health"]) == ("finished", "green"), timed["conditions"]
+    assert result.returncode == 0
 
 
 def test_status_exits_0_on_the_runs_that_ended_normally():

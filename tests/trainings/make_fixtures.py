@@ -29,8 +29,7 @@ def train(work_dir: Path, scenario: str, build: str, *extra: str) -> int:
 
 def train_and_kill(work_dir: Path, at: str) -> int:
     """SIGKILL the training once its log holds `at` (mid-epoch): nothing of MMEngine's runs after that."""
-    cmd = [sys.executable, str(SCRIPT), "--work-dir", str(work_dir), "--scenario", "healthy", "--build", "python",
-           "--step-seconds", "0.1"]
+    cmd = [sys.executable, str(SCRIPT), "--work-dir", str(work_dir), "--scenario", "healthy", "--build", "python"]
     proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     deadline = time.monotonic() + 300
     while not any(at in log.read_text(encoding="utf-8") for log in work_dir.glob("*/*.log")):

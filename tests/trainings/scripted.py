@@ -8,6 +8,10 @@ trained. A scenario may also end the training the way real ones end: a CUDA out-
     python tests/trainings/scripted.py --work-dir WORK_DIR --scenario healthy [--build cfg|python] [--resume]
         [--step-seconds S] [--max-epochs N]
 
+Each training iteration sleeps `--step-seconds` (0.2 s by default), so that an epoch takes 2 s as real ones take
+minutes: MMEngine's `eta` then says something. An epoch of under a second or so logs `eta: 0:00:00` on every
+line, and a log of unstated length cannot tell its end from that (judge/lifecycle.py, `last_epoch_by_eta`).
+
 `--build cfg` is `Runner.from_cfg(Config.fromfile(scripted_config.py))` (the log holds the config and the config
 is dumped into the work dir); `--build python` is `Runner(model=..., train_cfg=dict(by_epoch=True, ...), ...)` as
 MMEngine's tutorial writes it (no config in the log, no dump).
@@ -41,6 +45,9 @@ SAMPLES = 20  # with batch size 2: 10 iterations an epoch
 BATCH_SIZE = 2
 ITERS_PER_EPOCH = SAMPLES // BATCH_SIZE
 LOG_INTERVAL = 2
+# The sleep is a floor of MMEngine's logged `time`: the last train line's `eta: 0:00:00` then bounds what is left
+# to under 1.5 / 0.2 = 7.5 iterations, less than the epoch's 10 (lifecycle.ETA_SLACK = 1.5).
+STEP_SECONDS = 0.2
 
 
 def _healthy_loss(it: int) -> float:
@@ -88,7 +95,7 @@ class ScriptedDataset(Dataset):
 class ScriptedDetector(BaseModel):
     """One weight, so that the optimizer, the checkpoints and resume are real; the loss is the script's."""
 
-    def __init__(self, scenario: str = "healthy", step_seconds: float = 0.0) -> None:
+    def __init__(self, scenario: str = "healthy", step_seconds: float = STEP_SECONDS) -> None:
         super().__init__()
         self.weight = torch.nn.Parameter(torch.zeros(2))
         self.script = scenario_of(scenario)
@@ -195,7 +202,7 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--scenario", choices=sorted(SCENARIOS), default="healthy")
     parser.add_argument("--build", choices=("cfg", "python"), default="cfg")
     parser.add_argument("--resume", action="store_true")
-    parser.add_argument("--step-seconds", type=float, default=0.0, help="sleep in every training iteration")
+    parser.add_argument("--step-seconds", type=float, default=STEP_SECONDS, help="sleep in every training iteration")
     parser.add_argument("--max-epochs", type=int, default=None)
     args = parser.parse_args(argv)
     if args.max_epochs is None:

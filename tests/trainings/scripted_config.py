@@ -1,6 +1,6 @@
 # The config of tests/trainings/scripted.py's `--build cfg` trainings (Runner.from_cfg): MMEngine's usual keys,
 # the types registered by scripted.py. The script sets work_dir, resume, the scenario and max_epochs.
-model = dict(type='ScriptedDetector', scenario='healthy', step_seconds=0.0)
+model = dict(type='ScriptedDetector', scenario='healthy', step_seconds=0.2)
 train_dataloader = dict(batch_size=2, num_workers=0, dataset=dict(type='scripted_dataset'),
                         sampler=dict(type='DefaultSampler', shuffle=True))
 val_dataloader = dict(batch_size=2, num_workers=0, dataset=dict(type='scripted_dataset'),

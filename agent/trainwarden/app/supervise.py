@@ -19,7 +19,7 @@ from pathlib import Path
 
 from trainwarden.ingest.files.lines import LineSplitter, decode_line
 from trainwarden.judge.advice import with_resume
-from trainwarden.parse.console import parse_console_line
+from trainwarden.parse.console import ConsoleErrors
 from trainwarden.parse.prefix import clean_line
 
 __all__ = ["Attempt", "Supervisor", "install_forwarding", "with_resume", "work_dir_of"]  # with_resume: judge.advice
@@ -70,6 +70,7 @@ class Supervisor:
 
     def _copy(self, stream, terminal, attempt: Attempt) -> None:
         lines = LineSplitter()  # split as the console file is read back: a line without its end is bounded too
+        errors = ConsoleErrors()  # one a stream: a traceback's quoted source is no error of its own
         while True:
             data = stream.read1(65536) if hasattr(stream, "read1") else stream.read(65536)
             if not data:
@@ -83,13 +84,13 @@ class Supervisor:
                 self._console.write(data)
                 self._console.flush()
             for raw in lines.split(data):
-                self._scan(raw, attempt)
+                self._scan(raw, attempt, errors)
         if lines.pending:  # the child is gone: its last line is complete
-            self._scan(lines.rest(), attempt)
+            self._scan(lines.rest(), attempt, errors)
 
-    def _scan(self, raw: bytes, attempt: Attempt) -> None:
+    def _scan(self, raw: bytes, attempt: Attempt, errors: ConsoleErrors) -> None:
         text, _ = decode_line(raw)
-        found = parse_console_line(clean_line(text))  # cleaned as the reader cleans the console file's lines
+        found = errors.feed(clean_line(text))  # cleaned as the reader cleans the console file's lines
         if found is not None:
             attempt.errors[found.kind] = attempt.errors.get(found.kind, 0) + 1
             attempt.evidence = [*attempt.evidence[-19:], found.text]

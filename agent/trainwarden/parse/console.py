@@ -46,10 +46,41 @@ _PATTERNS: tuple[tuple[str, re.Pattern[str]], ...] = (
 
 
 def parse_console_line(line: str, ts: float | None = None) -> ErrorLine | None:
-    """The error a console line reports, or None. `line` is one line without its line end."""
+    """The error a console line reports, or None. `line` is one line without its line end. A traceback's frame
+    lines and the source lines they quote are no errors of their own: ConsoleErrors leaves them out."""
     if len(line) < 6:
         return None
     for kind, pattern in _PATTERNS:
         if pattern.search(line):
             return ErrorLine(ts, kind, line.strip()[:2000])
     return None
+
+
+# A traceback's frame line, after the margin it is printed at: `  File "x.py", line 3, in f` (Python), with an
+# exception group's `  | `, or a rank's label (torchrun's `[rank0]:` or `[default0]:`, srun --label's `0:`)
+# before it. The margin is everything before `File`: never text, so no error message is taken for a frame.
+_FRAME = re.compile(r'^(?P<margin>(?:\[[\w.-]*\]:|\d+:)?[ \t|+]*)File "[^"]*", line \d+, in ')
+
+
+class ConsoleErrors:
+    """The errors of one stream of console lines: parse_console_line's, less what a traceback quotes. Python
+    prints each frame as `<margin>File "...", line N, in f` and then the frame's source and its `^^^` markers,
+    each indented further than the frame line (`    raise torch.cuda.OutOfMemoryError(`); the error itself
+    comes after the frames, at the traceback's own margin (`torch.OutOfMemoryError: CUDA out of memory. ...`).
+    So a line that starts with the last frame line's margin and then whitespace is quoted source, not an event:
+    one OOM is counted once, whatever code its traceback passes through."""
+
+    def __init__(self) -> None:
+        self._margin: str | None = None  # of the frame line whose source lines may follow
+
+    def feed(self, line: str, ts: float | None = None) -> ErrorLine | None:
+        margin = self._margin
+        if margin is not None and line.startswith(margin) and line[len(margin):len(margin) + 1].isspace():
+            return None  # the frame's source, or its markers
+        frame = _FRAME.match(line)
+        self._margin = frame["margin"] if frame is not None else None
+        return None if frame is not None else parse_console_line(line, ts)
+
+    def interrupt(self) -> None:
+        """A line of another kind (a logging line with its header) came: what follows is no frame's source."""
+        self._margin = None

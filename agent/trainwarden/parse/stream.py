@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from trainwarden.model import ErrorLine, Record
 from trainwarden.parse.configdump import parse_config_dump, parse_environment
-from trainwarden.parse.console import parse_console_line
+from trainwarden.parse.console import ConsoleErrors, parse_console_line
 from trainwarden.parse.messages import parse_message
 from trainwarden.parse.prefix import YearlessDates, clean_line, split_header
 
@@ -31,6 +31,7 @@ class LogStream:
         self._block_ts: float | None = None
         self._block_lines: list[str] = []
         self.dialect: str | None = None  # of the first header seen: "mmengine", "mmcv" or "console"
+        self._console = ConsoleErrors()  # lines without a header: a traceback's quoted source is no error
 
     def feed(self, raw_line: str) -> list[Record]:
         line = clean_line(raw_line)
@@ -40,8 +41,9 @@ class LogStream:
                 if len(self._block_lines) < _BLOCK_MAX_LINES:
                     self._block_lines.append(line)
                 return []
-            err = parse_console_line(line)
+            err = self._console.feed(line)
             return [err] if err is not None else []
+        self._console.interrupt()
         if self.dialect is None:
             self.dialect = header.dialect
         out = self.flush()

@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from trainwarden.parse.formats import FORMATS
-from trainwarden.parse.formats.base import FIRST_BYTES, Format, Role
+from trainwarden.parse.formats.base import FIRST_BYTES, SESSION_ID, Format, Role
 from trainwarden.parse.formats.training_capture import FORMAT as CAPTURE
 from trainwarden.parse.formats.training_capture import capture_framework, is_capture_name
 
@@ -158,6 +158,18 @@ def _session_folder_of(root: Path, formats: tuple[Format, ...]) -> bool:
                for fmt in formats for found in fmt.find_files(view))
 
 
+def _is_session_folder(folder: Path, formats: tuple[Format, ...], view: _DirView | None = None) -> bool:
+    """`folder` is MMEngine's session folder of the work dir above it: named as a session (`<ts>`), it holds the
+    log of that name, `<ts>/<ts>.log`. Told by its own listing: a training that starts while the walk runs (its
+    work dir listed before the log existed, `<ts>/` after) cannot make it a run of its own. An mmcv work dir is
+    never one: its logs are named by their own start, not by the folder's name."""
+    if not SESSION_ID.match(folder.name):
+        return False
+    view = view if view is not None else _DirView(folder)
+    log = f"{folder.name}.log"
+    return any(found.session is not None and found.path == log for fmt in formats for found in fmt.find_files(view))
+
+
 def excluded(path: Path, exclude: tuple[str, ...]) -> bool:
     """`path` is left out by a `discovery.exclude` glob: one matches its name or its whole path (`*` crosses `/`)."""
     if not exclude:
@@ -206,7 +218,7 @@ def _file_runs(path: Path, formats: tuple[Format, ...]) -> list[Path]:
     for fmt in formats:
         for found in fmt.find_files(view):
             if found.session is not None and parent / found.path == path:
-                return [parent]
+                return [parent.parent if _is_session_folder(parent, formats, view) else parent]
     return [path] if capture_framework(view.first_bytes(path.name)) is not None else []
 
 
@@ -225,7 +237,7 @@ def find_work_dirs(root: Path, max_depth: int = MAX_DEPTH, formats: tuple[Format
         return _file_runs(root, formats)
     if not root.is_dir():
         return []
-    if _session_folder_of(root, formats):
+    if _session_folder_of(root, formats):  # named by the user: whatever its name
         return [root.parent]
     found: list[Path] = []
     walked: set[str] = set()  # real paths of the folders walked, and of the captures found
@@ -238,6 +250,11 @@ def find_work_dirs(root: Path, max_depth: int = MAX_DEPTH, formats: tuple[Format
             continue
         walked.add(real)
         view = _DirView(d)
+        if d != root and _is_session_folder(d, formats, view):
+            # MMEngine's `<ts>/`, met when its work dir was listed before the session's log existed
+            if d.parent not in found:
+                found.append(d.parent)
+            continue
         if _holds_sessions(view, formats):
             found.append(d)
             continue
@@ -270,6 +287,9 @@ def _describe_capture(capture: Path, name: str | None, formats: tuple[Format, ..
                      sessions=[session], formats=formats)
 
 
+_EMPTY_DUMP_BYTES = 64  # a `.py` this small is read to tell MMEngine's empty config dump (one newline) from a config
+
+
 def describe(work_dir: Path, name: str | None = None, formats: tuple[Format, ...] = FORMATS) -> RunLayout:
     """The sessions, files of the whole run and config copy of one work dir, as `formats` find them. A capture
     that is a run by itself (find_work_dirs) is its own "work dir"."""
@@ -298,7 +318,10 @@ def describe(work_dir: Path, name: str | None = None, formats: tuple[Format, ...
     for entry_name, entry in view.entries.items():
         if entry_name.endswith(".py") and entry_name not in claimed and _is_file(entry):
             try:
-                configs.append((entry.stat().st_mtime, Path(entry.path)))
+                st = entry.stat()
+                if st.st_size <= _EMPTY_DUMP_BYTES and not Path(entry.path).read_bytes().strip():
+                    continue  # the dump of a Runner built in Python, which has no config: not one
+                configs.append((st.st_mtime, Path(entry.path)))
             except OSError:
                 pass
     return RunLayout(
