@@ -199,3 +199,52 @@ def test_a_failed_job_shows_its_error_on_its_work_dirs_run(captures, tmp_path):
     assert errors["cuda_oom"] >= 1 and errors["traceback"] >= 1, errors
     assert run["state"] != "finished"  # it stopped at 5000 of 10000 with a traceback
     assert run["history"] is True and not pages(run) and code == 0, pages(run)  # a crash of 2023 pages no one today
+
+
+# The source repository's own layout: the user copied the work dir logs out of the cluster into the homework
+# folder, and kept the job outputs where sbatch wrote them (homework02/基础作业/ holds slurm-286479.out beside
+# 20230208_112253.log; homework03/进阶作业/ holds 20230211_201914.log and logs/slurm-300830.out).
+SOURCE_LAYOUT = {
+    "homework02/basic": {"slurm-286479.out": f"{BALLOON}/slurm-286479.out",
+                         "20230208_112253.log": f"{BALLOON}/work/balloon/20230208_112253.log",
+                         "20230208_112253.log.json": f"{BALLOON}/work/balloon/20230208_112253.log.json"},
+    "homework03/advanced": {"logs/slurm-300830.out": f"{SATELLITE}/slurm-300830.out",
+                            "20230211_201914.log": f"{SATELLITE}/work/satellite_building/20230211_201914/20230211_201914.log"},
+}
+
+
+def source_layout(captures: Path, root: Path) -> Path:
+    for folder, files in SOURCE_LAYOUT.items():
+        for name, source in files.items():
+            (root / folder / name).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(captures / source, root / folder / name)
+    return root
+
+
+def test_in_the_source_repositorys_layout_each_training_is_one_run(captures, tmp_path):
+    code, doc = status(source_layout(captures, tmp_path))
+    runs = runs_of(doc)
+    assert sorted(runs) == ["advanced", "basic"]
+    assert runs["basic"]["epoch"] == 100 and len(runs["basic"]["evaluations"]) == 100
+    assert runs["advanced"]["iteration"] == 10000 and len(runs["advanced"]["evaluations"]) == 20
+    assert not [pages(r) for r in runs.values() if pages(r)] and code == 0
+
+
+@pytest.mark.parametrize(("folder", "capture", "log", "marker", "number"), [
+    # the capture beside the work dir's own logs
+    ("homework02/basic", "slurm-286479.out", "20230208_112253.log", b"Epoch(val) [50][13]", 50),
+    # the capture in a `logs/` folder inside the work dir
+    ("homework03/advanced", "logs/slurm-300830.out", "20230211_201914.log", b"Iter(train) [ 5000/10000]", 5000),
+])
+def test_in_the_source_repositorys_layout_a_failed_jobs_error_reaches_its_run(captures, tmp_path, folder, capture,
+                                                                               log, marker, number):
+    """Both captures cut where the work dir log is cut, then the traceback only the console shows: the run must
+    show it, or the crash of a live training in this layout would page as a silent stall, or not at all."""
+    root = source_layout(captures, tmp_path)
+    cut_after(root / folder / capture, marker, OOM)
+    cut_after(root / folder / log, marker)
+    (root / folder / (log + ".json")).unlink(missing_ok=True)  # the JSON log would carry the run past the cut
+    run = runs_of(status(root)[1])[Path(folder).name]
+    assert number in (run["epoch"], run["iteration"])
+    errors = run["log"]["errors_total"]
+    assert errors["cuda_oom"] >= 1 and errors["traceback"] >= 1, errors
