@@ -11,12 +11,16 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import subprocess
+import sys
 import time
+import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-from conftest import FIXTURES, run_cli
+from conftest import FIXTURES, free_port, run_cli, wait_for
+from test_agent import value
 
 CAPTURES = FIXTURES / "real-captures"
 BALLOON = "mmdet2x_maskrcnn_balloon_slurm"  # slurm-286479.out beside work/balloon/20230208_112253.log(.json)
@@ -146,6 +150,49 @@ def test_captures_are_found_by_their_content_in_a_folder_of_job_outputs(captures
     for run in runs.values():
         assert run["health"] != "red" and not pages(run), (run["run"], pages(run))
     assert code == 0
+
+
+def served(url: str) -> str:
+    try:
+        with urllib.request.urlopen(url, timeout=5) as response:
+            return response.read().decode()
+    except OSError:
+        return ""
+
+
+def test_watch_of_a_folder_of_job_outputs_reads_each_capture_and_pages_nothing(captures, tmp_path, sink):
+    """`watch` on a cluster user's job outputs: every training capture is a run the agent serves, and these
+    years-old jobs send no notification (not even the first judgement's)."""
+    jobs = tmp_path / "jobs"
+    jobs.mkdir()
+    for path in (captures / BALLOON / "slurm-286479.out", captures / SATELLITE / "slurm-300830.out"):
+        shutil.copy2(path, jobs / path.name)
+    config = tmp_path / "trainwarden.yml"
+    config.write_text(f"notify:\n  host: box\n  state_dir: {tmp_path / 'state'}\n", encoding="utf-8")
+    port = free_port()
+    base = f"http://127.0.0.1:{port}"
+    proc = subprocess.Popen([sys.executable, "-m", "trainwarden", "watch", str(jobs), "--config.file", str(config),
+                             "--notify", sink.url(), "--web.listen-address", f"127.0.0.1:{port}"],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        def read_whole() -> bool:
+            text = served(base + "/api/runs")
+            runs = runs_of(json.loads(text)) if text else {}
+            return (runs.get("slurm-286479.out", {}).get("epoch") == 100
+                    and runs.get("slurm-300830.out", {}).get("iteration") == 10000)
+
+        wait_for(read_whole, timeout=60, interval=0.2)
+        for _ in range(2):  # judged for the notifier twice after both were read whole
+            before = value(served(base + "/metrics"), "trainwarden_collector_duration_seconds", collector="evaluate")
+            wait_for(lambda b=before: value(served(base + "/metrics"), "trainwarden_collector_duration_seconds",
+                                            collector="evaluate") not in (None, b), timeout=30, interval=0.2)
+        runs = runs_of(json.loads(served(base + "/api/runs")))
+        assert sorted(runs) == ["slurm-286479.out", "slurm-300830.out"]
+        assert all(r["history"] and r["state"] == "finished" and not pages(r) for r in runs.values())
+        assert sink.titles() == []
+    finally:
+        proc.kill()
+        proc.wait(timeout=30)
 
 
 def test_a_benchmark_capture_is_no_training_and_never_pages(captures):
