@@ -113,9 +113,15 @@ class _DirView:
         self.entries = {e.name: e for e in _entries(path)}
         self._names = list(self.entries)
         self._first: dict[str, bytes] = {}
+        self._inside: dict[str, list[str]] = {}
 
     def names(self) -> list[str]:
         return self._names
+
+    def names_in(self, folder: str) -> list[str]:
+        if folder not in self._inside:
+            self._inside[folder] = [e.name for e in _entries(self.path / folder)]
+        return self._inside[folder]
 
     def is_dir(self, path: str) -> bool:
         entry = self.entries.get(path)

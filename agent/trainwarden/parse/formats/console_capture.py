@@ -14,6 +14,9 @@ from trainwarden.parse.formats.training_capture import capture_framework, is_cap
 from trainwarden.parse.stream import LogStream
 
 _NAME = re.compile(r"console.*\.(?:log|txt|out)$|\.console\.log$", re.IGNORECASE)
+_NOT_LOGS = {"vis_data", "tf_logs", "vis", "visualization", "checkpoints"}  # folders MMEngine fills with other things
+_MAX_FOLDERS = 8
+_MAX_NAMES = 64
 
 
 class ConsoleCapture:
@@ -31,12 +34,25 @@ class ConsoleCapture:
         # Other captures are told by their content, and only in a folder with session logs of its own: elsewhere a
         # capture is a run by itself (discover.py), and a folder of data is not read file by file.
         sessions = any(SESSION_ID.match(name) or SESSION_LOG.match(name) for name in names)
+        yield from self._captures(work_dir, "", names, sessions)
+        if not sessions:
+            return
+        # A job's output is often sent to a folder of the work dir (`#SBATCH -o WORK_DIR/logs/slurm-%j.out`): one
+        # level down, in a few folders that are not sessions, a few files each (a folder of images costs a listing)
+        folders = [n for n in names if not SESSION_ID.match(n) and n not in _NOT_LOGS and work_dir.is_dir(n)]
+        for folder in sorted(folders)[:_MAX_FOLDERS]:
+            inside = sorted(work_dir.names_in(folder))[:_MAX_NAMES]
+            yield from self._captures(work_dir, folder + "/", inside, True)
+
+    @staticmethod
+    def _captures(work_dir: WorkDirView, prefix: str, names, sessions: bool) -> Iterator[Found]:
         for name in names:
-            if _NAME.search(name) and work_dir.is_file(name):
-                yield Found(None, name)
-            elif (sessions and is_capture_name(name) and work_dir.is_file(name)
-                  and capture_framework(work_dir.first_bytes(name)) is not None):
-                yield Found(None, name)  # a nohup, tee or slurm capture of OpenMMLab lines
+            path = prefix + name
+            if _NAME.search(name) and work_dir.is_file(path):
+                yield Found(None, path)
+            elif (sessions and is_capture_name(name) and not SESSION_LOG.match(name) and work_dir.is_file(path)
+                  and capture_framework(work_dir.first_bytes(path)) is not None):
+                yield Found(None, path)  # a nohup, tee or slurm capture of OpenMMLab lines
 
     def new_parser(self, context: ParseContext) -> LineParser:
         return LogStream(context.default_year, errors_only=True, offset=context.clock_offset,
