@@ -122,7 +122,10 @@ class ReadLoop:
         and judge it; wait for that. False if it did not happen within `timeout` or the loop is not running."""
         if self._thread is None or not self._thread.is_alive():
             return False
-        request = _Refresh()
+        return self._ask(_Refresh(), timeout)
+
+    def _ask(self, request, timeout: float) -> bool:
+        """Put a request on the loop's queue and wait until the loop has done it (False after `timeout`)."""
         deadline = time.monotonic() + timeout
         try:
             self.events.put(request, timeout=timeout)
@@ -143,13 +146,7 @@ class ReadLoop:
         if paths == []:
             self.catch_ups_unchanged += 1
             return True  # inotify announced no change since the last drain: what was read is what the files hold
-        request = _CatchUp(paths)
-        deadline = time.monotonic() + timeout
-        try:
-            self.events.put(request, timeout=timeout)
-        except queue.Full:
-            return False
-        return request.done.wait(max(0.0, deadline - time.monotonic()))
+        return self._ask(_CatchUp(paths), timeout)
 
     # -- the loop -------------------------------------------------------------------------------------------
     def _run(self) -> None:

@@ -135,14 +135,9 @@ class RunReader:
         if self.layout.config_file is not None:
             copies.append(self.layout.config_file)
         for path in copies:
-            try:
-                stat = path.stat()
-                if self._dumps.get(path) == stat.st_mtime or stat.st_size > MAX_DUMP_BYTES:
-                    continue
-                text = path.read_text(encoding="utf-8", errors="replace")
-            except OSError:
+            text = self._changed_dump(path)
+            if text is None:
                 continue
-            self._dumps[path] = stat.st_mtime
             facts = parse_config_dump(text)
             if facts.max_epochs or facts.max_iterations:
                 st.apply_all([facts], "config")
@@ -241,18 +236,26 @@ class RunReader:
         t = source.tailer
         self.state.note_file(str(source.path), source.format.kind, t.size, t.mtime)
 
-    def _read_dump(self, file: FormatFile, session: str) -> None:
-        path = file.path
+    def _changed_dump(self, path: Path) -> str | None:
+        """The text of a dump (a config copy, a test dump) written since it was last read; None: unchanged, too
+        large or unreadable."""
         try:
             st = path.stat()
             if self._dumps.get(path) == st.st_mtime or st.st_size > MAX_DUMP_BYTES:
-                return
+                return None
             text = path.read_text(encoding="utf-8", errors="replace")
         except OSError:
-            return
+            return None
         self._dumps[path] = st.st_mtime
+        return text
+
+    def _read_dump(self, file: FormatFile, session: str) -> None:
+        path = file.path
+        text = self._changed_dump(path)
+        if text is None:
+            return
         session_has_log = any(s.session == session and s.format.role is Role.LOG for s in self._sources.values())
         if session_has_log:  # the text log already holds the same `Epoch(test)` line
             return
-        parser = file.format.new_parser(ParseContext(time.localtime(st.st_mtime).tm_year))
+        parser = file.format.new_parser(ParseContext(time.localtime(self._dumps[path]).tm_year))
         self.state.apply_all([*parser.feed(text), *parser.flush()], session)
